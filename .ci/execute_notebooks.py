@@ -32,8 +32,16 @@ def execute(fn: Path):
     raw = read_nb(fn)
     shell = CaptureShell(fn)
     start = time.time()
+    last = []
+    def track(cell):
+        skip = no_eval(cell)
+        if not skip: last[:] = [cell]
+        return skip
     with working_directory(fn.parent):
-        shell.run_all(nb, exc_stop=True, preproc=no_eval)
+        try: shell.run_all(nb, exc_stop=True, preproc=track)
+        except BaseException:
+            if last: sys.stderr.write(f'{fn}: the failing cell is\n{last[0].source}\n')
+            raise
     # NBProcessor strips directive lines from sources; copy only outputs back onto the raw notebook
     for raw_cell, cell in zip(raw.cells, nb.cells):
         if raw_cell.cell_type == 'code' and not no_eval(cell):
