@@ -30,7 +30,7 @@ def execute(fn: Path):
         if direc.get('eval:', [''])[0].lower() == 'false': return True
         return bool(flags & direc.keys())
     raw = read_nb(fn)
-    shell = CaptureShell(fn)
+    shell = CaptureShell(fn, mpl_format='png')  # plain PNGs: retina ones quadruple the notebook's size
     start = time.time()
     last = []
     def track(cell):
