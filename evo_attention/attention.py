@@ -15,10 +15,11 @@ from .genes import AttentionGene, KINDS
 # %% auto #0
 __all__ = ['REGISTRIES', 'SIMILARITIES', 'NORMALIZATIONS', 'GATINGS', 'TEMPERATURES', 'FIXED_BETAS', 'RELU_NORM_EPS',
            'HIGHWAY_BIAS', 'causal_mask', 'inverse_sqrt', 'register_similarity', 'register_normalization',
-           'register_temperature', 'register_gating', 'build_component', 'same_features', 'dot', 'Multiplicative',
-           'additive_beta', 'Additive', 'unit_features', 'cosine', 'FixedTemperature', 'LearnedTemperature',
-           'AdaptiveTemperature', 'softmax', 'sparsemax', 'relu_norm', 'sigmoid', 'topk_softmax', 'Gating', 'InputGate',
-           'OutputGate', 'Highway', 'can_use_fused_kernel', 'EvolvedAttention']
+           'register_temperature', 'register_gating', 'build_component', 'check_registered', 'same_features', 'dot',
+           'Multiplicative', 'additive_beta', 'Additive', 'unit_features', 'cosine', 'FixedTemperature',
+           'LearnedTemperature', 'AdaptiveTemperature', 'softmax', 'sparsemax', 'relu_norm', 'sigmoid', 'topk_softmax',
+           'Gating', 'InputGate', 'OutputGate', 'Highway', 'OriginalHighway', 'can_use_fused_kernel',
+           'EvolvedAttention']
 
 # %% ../nbs/01_attention.ipynb #aa4aa77b
 def causal_mask(T: int,           # positions
@@ -82,6 +83,15 @@ def build_component(kind: str,  # one of `KINDS`
     impl = registry[name]
     return impl(*args) if isinstance(impl, type) else impl
 
+# %% ../nbs/01_attention.ipynb #0e455deb
+def check_registered(gene_class: type  # `AttentionGene` or a subclass
+                    ) -> None:
+    "Raise a ValueError naming every value of `gene_class`'s lists that has no registered implementation."
+    missing = {kind: [v for v in gene_class.choices(kind) if v not in REGISTRIES[kind]] for kind in KINDS}
+    missing = {kind: names for kind, names in missing.items() if names}
+    if missing: raise ValueError(f"{gene_class.__name__} lists components that are not registered: {missing}; "
+                                 f"registered: { {kind: sorted(REGISTRIES[kind]) for kind in missing} }")
+
 # %% ../nbs/01_attention.ipynb #6b3d27ab
 def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
     "`t` in float32, or float64 if it already is: normalizations run in full precision under autocast."
@@ -106,6 +116,7 @@ class Multiplicative(nn.Module):
     def __init__(self, n_heads: int, d_head: int):
         super().__init__()
         self.W = nn.Parameter(torch.eye(d_head).repeat(n_heads, 1, 1))  # (H, Dh, Dh)
+    decayed_parameters = ('W',)  # weight decay by role: a weight matrix (see 04_training's optimizer)
 
     def features(self, q: torch.Tensor, k: torch.Tensor) -> tuple:
         "(q W_h, k): the multiplicative score is their dot product."
@@ -174,6 +185,7 @@ class _AdditiveScores(torch.autograd.Function):
 class Additive(nn.Module):
     "s_ij = v_h . tanh(A_h q_i + B_h k_j + b_h) (Bahdanau), computed in blocks of queries; entries j > i are left at 0."
     max_block_elements = 2 ** 22  # hidden values held at once: bounds memory at long T
+    decayed_parameters = ('A', 'B', 'v')  # weight decay by role: the weights, not the bias b
 
     def __init__(self, n_heads: int, d_head: int):
         super().__init__()
@@ -291,14 +303,16 @@ def sparsemax(scores: torch.Tensor,  # any shape; masked entries -inf, each slic
     return _Sparsemax.apply(z).transpose(dim, -1).to(scores.dtype)
 
 # %% ../nbs/01_attention.ipynb #be7c50e1
-RELU_NORM_EPS = 1e-6  # rows whose positive scores sum to less than this fade to zero instead of dividing by ~0
+RELU_NORM_EPS = 1e-6  # rows whose positive mass is below this fraction of their largest |score| fade to zero
 
 @register_normalization('relu_norm')
 def relu_norm(scores: torch.Tensor  # masked scores (B, H, T, T)
              ) -> torch.Tensor:
-    "relu(s_ij) / sum_j relu(s_ij): rows sum to 1, or are all zero when no score is positive."
+    "relu(s_ij) / sum_j relu(s_ij): rows sum to 1, or are all zero when no score is positive; unchanged by positive row scaling."
     r = scores.relu()
-    return r / r.sum(-1, keepdim=True).clamp_min(RELU_NORM_EPS)
+    scale = torch.where(torch.isfinite(scores), scores.abs(), 0).amax(-1, keepdim=True)   # (B, H, T, 1): m_i
+    floor = torch.finfo(r.dtype).tiny ** 0.5                                                  # keeps 1/denominator finite
+    return r / torch.maximum(r.sum(-1, keepdim=True), RELU_NORM_EPS * scale).clamp_min(floor)
 
 # %% ../nbs/01_attention.ipynb #82784dad
 @register_normalization('sigmoid')
@@ -331,6 +345,10 @@ class Gating(nn.Module):
         "The layer output from its input x and the merged attention output o, both (B, T, D)."
         return project(o)
 
+    def residual(self, r: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        "The residual stream after the layer, from the stream r, the layer input x = LN(r) and its output y, all (B, T, D)."
+        return r + y
+
 # %% ../nbs/01_attention.ipynb #9ff337cb
 class _Gate(Gating):
     "A gating that owns g = sigmoid(W_g x + b_g), elementwise over D."
@@ -357,11 +375,21 @@ class OutputGate(_Gate):
         return project(self.g(x) * o)
 
 # %% ../nbs/01_attention.ipynb #e65528c0
-HIGHWAY_BIAS = -2.0  # initial gate bias: sigmoid(-2) ~ 0.12, so a new highway layer mostly carries its input
+HIGHWAY_BIAS = -2.0  # initial gate bias: sigmoid(-2) ~ 0.12, so a new highway layer mostly carries the residual stream
 
 @register_gating('highway')
 class Highway(_Gate):
-    "g * project(o) + (1 - g) * x, with the gate biased towards carrying x."
+    "r <- g * y + (1 - g) * r: the gate replaces the residual connection, biased towards carrying the stream."
+    def __init__(self, d_model: int): super().__init__(d_model, bias=HIGHWAY_BIAS)
+
+    def residual(self, r: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        g = self.g(x)                       # (B, T, D), from the layer input x = LN(r)
+        return g * y + (1 - g) * r
+
+# %% ../nbs/01_attention.ipynb #0a643318
+@register_gating('original_highway')
+class OriginalHighway(_Gate):
+    "The original's highway, g * project(o) + (1 - g) * x with x = LN(r), to which the block adds r again."
     def __init__(self, d_model: int): super().__init__(d_model, bias=HIGHWAY_BIAS)
 
     def after(self, x: torch.Tensor, o: torch.Tensor, project: nn.Module) -> torch.Tensor:
@@ -441,4 +469,11 @@ def _forward(self, x: torch.Tensor,          # block input (B, T, D)
     y = self.gating.after(x, self._merge_heads(o), self.out)  # (B, T, D)
     return (y, weights) if return_weights else y
 
-EvolvedAttention.forward = _forward
+def _residual(self, r: torch.Tensor,  # the residual stream (B, T, D)
+              x: torch.Tensor,           # this layer's input, LN(r)
+              y: torch.Tensor            # this layer's output
+             ) -> torch.Tensor:
+    "The residual stream after this layer: r + y, or what the gating puts in its place (highway)."
+    return self.gating.residual(r, x, y)
+
+EvolvedAttention.forward, EvolvedAttention.residual = _forward, _residual

@@ -27,6 +27,8 @@ class AttentionGene:
     NORMALIZATIONS: ClassVar[list] = ['softmax', 'sparsemax', 'relu_norm', 'sigmoid']
     GATINGS: ClassVar[list] = ['none', 'input_gate', 'output_gate', 'highway']
     TEMPERATURES: ClassVar[list] = ['fixed', 'learned', 'adaptive']
+    # (when, kind): for genes with every component in `when`, each value of `kind` computes the same function
+    EQUIVALENCES: ClassVar[tuple] = (({'normalization': 'relu_norm'}, 'temperature'),)
 
     def __post_init__(self):
         for kind in KINDS:
@@ -83,6 +85,21 @@ def _search_space(cls) -> list:
     return [cls(*values) for values in itertools.product(*(cls.choices(kind) for kind in KINDS))]
 
 AttentionGene.baseline, AttentionGene.search_space = _baseline, _search_space
+
+# %% ../nbs/00_genes.ipynb #e1162425
+def _canonical(self) -> AttentionGene:
+    "The representative of the genes computing this gene's function: each kind `EQUIVALENCES` makes irrelevant at its first value."
+    values = self.to_dict()
+    for when, kind in type(self).EQUIVALENCES:
+        if all(values[k] == v for k, v in when.items()): values[kind] = self.choices(kind)[0]
+    return type(self)(**values)
+
+@classmethod
+def _functions(cls) -> list:
+    "The distinct functions of the search space: one representative gene each, in `search_space` order."
+    return list(dict.fromkeys(g.canonical() for g in cls.search_space()))
+
+AttentionGene.canonical, AttentionGene.functions = _canonical, _functions
 
 # %% ../nbs/00_genes.ipynb #1cfb2be7
 @classmethod

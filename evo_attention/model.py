@@ -38,10 +38,11 @@ class Block(nn.Module):
         self.mlp = MLP(config.d_model, config.dropout)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, return_weights: bool = False):   # x: (B, T, D)
-        a = self.attn(self.ln_1(x), return_weights=return_weights)
+    def forward(self, x, return_weights: bool = False):   # x: the residual stream (B, T, D)
+        h = self.ln_1(x)
+        a = self.attn(h, return_weights=return_weights)
         a, weights = a if return_weights else (a, None)   # weights: (B, H, T, T)
-        x = x + self.dropout(a)
+        x = self.attn.residual(x, h, self.dropout(a))      # x + a, except where the gating replaces the residual (highway)
         x = x + self.mlp(self.ln_2(x))
         return (x, weights) if return_weights else x
 
