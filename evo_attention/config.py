@@ -8,7 +8,7 @@ import json, os
 from dataclasses import dataclass, asdict, fields, replace
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'Config']
+__all__ = ['PRECISIONS', 'WARMUP_FRACTION', 'PRESETS', 'PRESET_ALIASES', 'Config', 'preset']
 
 # %% ../nbs/01a_config.ipynb #b11f1d38
 PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')  # 'auto': fp16 on pre-Ampere GPUs (T4), bf16 from Ampere on, fp32 on CPU
@@ -28,9 +28,9 @@ class Config:
     eval_batch_size: int = 64      # windows per evaluation batch
     learning_rate: float = 3e-4    # peak AdamW learning rate, reached after warmup
     train_steps: int = 5000        # optimizer steps per candidate
-    warmup_steps: int = 500        # linear warmup steps, then cosine decay
+    warmup_steps: int | None = None  # linear warmup steps, then cosine decay (None: a tenth of train_steps, see `warmup`)
     min_lr_ratio: float = 0.1      # the cosine ends at learning_rate * min_lr_ratio
-    weight_decay: float = 0.01     # AdamW decoupled weight decay (matrices only)
+    weight_decay: float = 0.01     # AdamW decoupled weight decay, on weights only (not biases, norms, temperatures)
     grad_clip: float = 1.0         # clip the global gradient norm to this
     precision: str = 'auto'        # autocast dtype, one of PRECISIONS
     compile: bool = False          # torch.compile each candidate (pays off for long trainings on a GPU)
@@ -66,7 +66,8 @@ def _validate(self: Config):
         value = getattr(self, name)
         _check(isinstance(value, int) and not isinstance(value, bool) and value > 0, name, f"must be a positive integer, got {value!r}")
     _check(self.d_model % self.n_heads == 0, 'd_model', f"{self.d_model} is not divisible by n_heads={self.n_heads}")
-    _check(0 <= self.warmup_steps <= self.train_steps, 'warmup_steps', f"must be in [0, train_steps={self.train_steps}], got {self.warmup_steps}")
+    _check(self.warmup_steps is None or 0 <= self.warmup_steps <= self.train_steps, 'warmup_steps',
+           f"must be None (a tenth of train_steps) or in [0, train_steps={self.train_steps}], got {self.warmup_steps}")
     _check(0 <= self.elite_size < self.population_size, 'elite_size', f"must be in [0, population_size={self.population_size}), got {self.elite_size}")
     for name in ('dropout', 'mutation_rate', 'crossover_rate', 'min_lr_ratio'):
         _check(0 <= getattr(self, name) <= 1, name, f"must be in [0, 1], got {getattr(self, name)}")
@@ -80,6 +81,14 @@ def _validate(self: Config):
     _check(self.train_split in ('train', 'test'), 'train_split', f"must be 'train' or 'test', got {self.train_split!r}")
 
 Config.validate = _validate
+
+WARMUP_FRACTION = 0.1  # the default warmup, as a fraction of train_steps: 500 of the original protocol's 5,000
+
+def _warmup(self) -> int:
+    "The warmup in steps: `warmup_steps`, or a tenth of `train_steps` when it is None."
+    return int(self.train_steps * WARMUP_FRACTION) if self.warmup_steps is None else self.warmup_steps
+
+Config.warmup = property(_warmup)
 
 # %% ../nbs/01a_config.ipynb #f8ef42f1
 def _to_dict(self) -> dict:
@@ -104,3 +113,19 @@ def _from_json(cls, text: str) -> Config:
     return cls.from_dict(json.loads(text))
 
 Config.to_dict, Config.from_dict, Config.to_json, Config.from_json = _to_dict, _from_dict, _to_json, _from_json
+
+# %% ../nbs/01a_config.ipynb #e323bf52
+PRESETS = {
+    'original': {},
+    'quick': dict(vocab_size=2000, d_model=64, n_heads=4, n_layers=2, max_seq_len=64, batch_size=16, eval_batch_size=64,
+                  learning_rate=1e-3, train_steps=300, warmup_steps=30, population_size=6, n_generations=3, elite_size=2),
+}
+PRESET_ALIASES = {'seed': 'original'}  # older names
+
+def preset(name: str,   # a key of PRESETS (or PRESET_ALIASES)
+           **changes    # fields to set on top of the preset
+          ) -> Config:
+    "The Config of preset `name`, with `changes` applied."
+    key = PRESET_ALIASES.get(name, name)
+    if key not in PRESETS: raise ValueError(f"Unknown preset {name!r}: valid presets are {sorted(PRESETS)}")
+    return Config(**{**PRESETS[key], **changes})

@@ -15,9 +15,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 # %% auto #0
 __all__ = ['UNK', 'EOS', 'UNK_ID', 'EOS_ID', 'SPLITS', 'SPLIT_FILES', 'HUB_DATASET', 'OFFLINE_HELP', 'CACHE_VERSION', 'COPY',
            'COPY_ID', 'N_SPECIAL', 'MIN_SYNTHETIC_VOCAB', 'tokenize', 'build_vocab', 'encode_tokens', 'encode',
-           'decode', 'split_name', 'find_split_files', 'download_wikitext', 'cache_path', 'save_atomic',
+           'decode', 'split_name', 'find_split_files', 'download_wikitext', 'cache_path', 'save_atomic', 'read_cache',
            'load_wikitext', 'SyntheticLanguage', 'unigram_entropy', 'bigram_entropy', 'TokenWindows', 'RandomWindows',
-           'eval_batches', 'make_loaders', 'get_dataloaders', 'get_dataloaders_for']
+           'eval_batches', 'make_loaders', 'get_dataloaders', 'loader_arguments', 'get_dataloaders_for', 'fingerprint']
 
 # %% ../nbs/03_data.ipynb #bae2e699
 UNK, EOS = '<unk>', '<eos>'  # the two special tokens of every vocabulary
@@ -135,6 +135,18 @@ def save_atomic(obj, path: Path):
     finally:
         if os.path.exists(tmp_name): os.remove(tmp_name)
 
+# %% ../nbs/03_data.ipynb #4b99db92
+def read_cache(path: Path) -> dict | None:
+    "The tensors cached in `path`, or None (with a one-line warning when the file exists but is damaged)."
+    if not path.exists(): return None
+    try:
+        cached = torch.load(path, weights_only=True)
+        if isinstance(cached, dict) and {'vocab', 'splits'} <= set(cached): return cached
+        problem = 'it does not hold the expected entries'
+    except Exception as e: problem = f'it cannot be read: {type(e).__name__}'  # a torn zip, a bad pickle; torch's own advice is unsafe
+    warnings.warn(f'The data cache {str(path)!r} is damaged ({problem}): rebuilding it from the source data.', stacklevel=2)
+    return None
+
 # %% ../nbs/03_data.ipynb #0ae7b970
 def load_wikitext(vocab_size: int | None,  # total vocabulary entries; None keeps every training word
                   *, data_dir=None,         # folder of WikiText files; None downloads from the hub
@@ -148,9 +160,8 @@ def load_wikitext(vocab_size: int | None,  # total vocabulary entries; None keep
     source = {'hub': HUB_DATASET} if files is None else {s: hashlib.sha256(p.read_bytes()).hexdigest() for s, p in files.items()}
     path = cache_path(HUB_DATASET[1] if files is None else 'wikitext-files',
                       dict(source=source, vocab_size=vocab_size, train_split=train_split), cache_dir)
-    if path.exists():
-        cached = torch.load(path, weights_only=True)
-        return cached['vocab'], cached['splits']
+    cached = read_cache(path)
+    if cached is not None: return cached['vocab'], cached['splits']
     lines = download_wikitext() if files is None else {s: p.read_text(encoding='utf-8').splitlines() for s, p in files.items()}
     tokens = {split: tokenize(split_lines) for split, split_lines in lines.items()}
     vocab = build_vocab(tokens[train_split], vocab_size)
@@ -385,11 +396,31 @@ def get_dataloaders(vocab_size: int | None,  # total vocabulary entries (special
     return make_loaders(train, evals, batch_size, eval_batch_size, seed=seed, device=device, train_windows=train_windows)
 
 # %% ../nbs/03_data.ipynb #d1aa0a08
+def loader_arguments(config,    # an `evo_attention.config.Config`
+                     **options  # more keyword arguments of `get_dataloaders` (train_split, cache_dir, ...)
+                    ) -> dict:
+    "The keyword arguments of `get_dataloaders` that `get_dataloaders_for(config, **options)` passes: what its loaders depend on."
+    return dict(vocab_size=config.vocab_size, max_seq_len=config.max_seq_len, batch_size=config.batch_size,
+                eval_batch_size=config.eval_batch_size, use_wikitext=config.data != 'synthetic',
+                data_dir=None if config.data in ('wikitext', 'synthetic') else config.data, seed=config.seed,
+                device=config.device, **{'train_split': config.train_split, **options})
+
 def get_dataloaders_for(config,    # an `evo_attention.config.Config`
                         **options  # more keyword arguments of `get_dataloaders` (train_split, cache_dir, ...)
                        ) -> tuple:
     "`(train_loader, eval_loader)` for `config.data`: 'wikitext', 'synthetic', or a folder of WikiText files."
-    source = dict(use_wikitext=config.data != 'synthetic', data_dir=None if config.data in ('wikitext', 'synthetic') else config.data)
-    options = {'train_split': config.train_split, **options}
-    return get_dataloaders(config.vocab_size, config.max_seq_len, config.batch_size, config.eval_batch_size,
-                           **source, seed=config.seed, device=config.device, **options)
+    return get_dataloaders(**loader_arguments(config, **options))
+
+# %% ../nbs/03_data.ipynb #0fbcf8bb
+def _digest(data: bytes) -> str: return hashlib.sha256(data).hexdigest()[:16]
+
+def fingerprint(loader  # a loader from `make_loaders` / `get_dataloaders`, or anything else
+               ) -> dict | None:
+    "What `loader` yields, as plain data (split, tokens and their hash, vocabulary hash, windows, batches, order); None if unknown."
+    windows = getattr(loader, 'dataset', None)
+    if not isinstance(windows, TokenWindows): return None
+    sampler = getattr(loader, 'sampler', None)
+    return dict(split=windows.split, tokens=len(windows.tokens), token_sha256=_digest(windows.tokens.numpy().tobytes()),
+                vocab_sha256=_digest('\n'.join(windows.vocab).encode()), max_seq_len=windows.max_seq_len, stride=windows.stride,
+                batch_size=loader.batch_size, order_seed=getattr(sampler, 'seed', None),
+                windows_per_pass=getattr(sampler, 'num_windows', None))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 # %% auto #0
-__all__ = ['KINDS', 'AttentionGene', 'search_space_of']
+__all__ = ['KINDS', 'AttentionGene', 'candidate_seed', 'search_space_of']
 
 # %% ../nbs/00_genes.ipynb #9fe3aca1
 KINDS = ('similarity', 'normalization', 'gating', 'temperature')  # the four components, in gene-string order
@@ -86,7 +86,7 @@ def _search_space(cls) -> list:
 
 AttentionGene.baseline, AttentionGene.search_space = _baseline, _search_space
 
-# %% ../nbs/00_genes.ipynb #e1162425
+# %% ../nbs/00_genes.ipynb #1fd6bcd6
 def _canonical(self) -> AttentionGene:
     "The representative of the genes computing this gene's function: each kind `EQUIVALENCES` makes irrelevant at its first value."
     values = self.to_dict()
@@ -100,6 +100,16 @@ def _functions(cls) -> list:
     return list(dict.fromkeys(g.canonical() for g in cls.search_space()))
 
 AttentionGene.canonical, AttentionGene.functions = _canonical, _functions
+
+# %% ../nbs/00_genes.ipynb #8351194a
+import hashlib
+
+def candidate_seed(seed: int,     # the search's seed, `config.seed`
+                   gene           # the candidate
+                  ) -> int:
+    "A training seed fixed by the search seed and the gene alone."
+    digest = hashlib.sha256(f'{seed}|{gene}'.encode()).digest()
+    return int.from_bytes(digest[:8], 'big') % 2**63
 
 # %% ../nbs/00_genes.ipynb #1cfb2be7
 @classmethod

@@ -11,17 +11,18 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from .config import Config
 from .utils import get_device
+from .outcomes import STATUSES, blames_environment, failure_status
 
 # %% auto #0
-__all__ = ['STATUSES', 'lr_at', 'autocast_dtype', 'autocast', 'make_optimizer', 'evaluate', 'TrainResult', 'make_train_step',
-           'forked_rng', 'train_model', 'build_and_train']
+__all__ = ['lr_at', 'autocast_dtype', 'autocast', 'decayed_parameters', 'make_optimizer', 'evaluate', 'TrainResult',
+           'make_train_step', 'forked_rng', 'train_model', 'build_and_train', 'train_as_search']
 
 # %% ../nbs/04_training.ipynb #10e74bb7
 def lr_at(step: int,       # optimizer step, from 0
-          config: Config   # learning_rate, warmup_steps, train_steps, min_lr_ratio
+          config: Config   # learning_rate, warmup (warmup_steps), train_steps, min_lr_ratio
          ) -> float:
     "The learning rate at `step`: linear warmup, then cosine decay to `min_lr_ratio * learning_rate`."
-    peak, w, S, r = config.learning_rate, config.warmup_steps, config.train_steps, config.min_lr_ratio
+    peak, w, S, r = config.learning_rate, config.warmup, config.train_steps, config.min_lr_ratio
     if step < w: return peak * (step + 1) / w
     progress = min(1.0, (step - w) / max(1, S - w))
     return peak * (r + (1 - r) * 0.5 * (1 + math.cos(math.pi * progress)))
@@ -47,11 +48,21 @@ def autocast(device: str, dtype: torch.dtype | None):
     return torch.autocast(torch.device(device).type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 # %% ../nbs/04_training.ipynb #70e1bed5
+def decayed_parameters(model: torch.nn.Module) -> list:
+    "The names of `model`'s parameters that weight decay applies to: linear and embedding weights, and components' declared weights."
+    decayed = set()
+    for module in model.modules():
+        weights = ('weight',) if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)) else getattr(module, 'decayed_parameters', ())
+        decayed |= {id(p) for name, p in module.named_parameters(recurse=False) if name in weights}
+    return [name for name, p in model.named_parameters() if id(p) in decayed]
+
 def make_optimizer(model: torch.nn.Module, config: Config, device: str) -> torch.optim.AdamW:
-    "AdamW with weight decay on parameters of two or more dimensions; fused on CUDA."
+    "AdamW with weight decay on the weights only (`decayed_parameters`); fused on CUDA."
+    named = dict(model.named_parameters())
+    decayed = {id(named[name]) for name in decayed_parameters(model)}
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [dict(params=[p for p in params if p.dim() >= 2], weight_decay=config.weight_decay),
-              dict(params=[p for p in params if p.dim() < 2], weight_decay=0.0)]
+    groups = [dict(params=[p for p in params if id(p) in decayed], weight_decay=config.weight_decay),
+              dict(params=[p for p in params if id(p) not in decayed], weight_decay=0.0)]
     fused = torch.device(device).type == 'cuda'
     return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.95), fused=fused)
 
@@ -82,8 +93,6 @@ def evaluate(model: torch.nn.Module,        # a language model: model(idx) -> lo
     return loss, math.exp(loss) if loss < 700 else math.inf
 
 # %% ../nbs/04_training.ipynb #da16142c
-STATUSES = ('ok', 'diverged', 'oom', 'error')
-
 @dataclass
 class TrainResult:
     "What training one candidate produced."
@@ -183,8 +192,10 @@ def train_model(model: torch.nn.Module,  # a TransformerLM (or any model(x, y) -
                                  tokens_per_second=tokens / max(train_seconds, 1e-9))
             if status == 'ok':
                 result.val_loss, result.perplexity = evaluate(model, eval_loader, config.eval_max_batches, config.precision)
-    except torch.OutOfMemoryError as e: result.status, result.error = 'oom', str(e).split('\n')[0]
-    except Exception as e: result.status, result.error = 'error', f'{type(e).__name__}: {e}'
+    except Exception as e:
+        if blames_environment(e): raise   # a full disk, a broken pipe, a broken GPU: the search stops, this gene is not blamed
+        result.status = failure_status(e)
+        result.error = str(e).split('\n')[0] if result.status == 'oom' else f'{type(e).__name__}: {e}'
     if config.compile: torch._dynamo.reset()  # drop this candidate's compiled graphs (and the model they hold)
     if result.status != 'ok':
         result.perplexity = result.val_loss = math.inf
@@ -207,8 +218,13 @@ def build_and_train(gene,                  # the attention gene of every block
         model = TransformerLM(config, gene)
     return train_model(model, train_loader, eval_loader, config, callback=callback, seed=seed), model
 
-# ## On the synthetic language
-#
-# The check that matters for a search: on the synthetic language of [03_data](03_data.ipynb), a small model
-# trained for 200 steps on the CPU must beat the best context-free prediction (the unigram entropy) by a wide
-# margin, which it can only do by using its context.
+# %% ../nbs/04_training.ipynb #3aa545f0
+def train_as_search(gene,                       # the attention gene
+                    train_loader, eval_loader,  # the search's loaders
+                    config: Config,             # the search's config (its seed included)
+                    *, callback=None            # as for `train_model`
+                   ) -> tuple:
+    "Train `gene` exactly as a search with `config` does (its representative, from its own seed); return (result, model)."
+    from evo_attention.genes import candidate_seed
+    gene = gene.canonical()
+    return build_and_train(gene, train_loader, eval_loader, config, callback=callback, seed=candidate_seed(config.seed, gene))
