@@ -135,7 +135,7 @@ def save_atomic(obj, path: Path):
     finally:
         if os.path.exists(tmp_name): os.remove(tmp_name)
 
-# %% ../nbs/03_data.ipynb #4b99db92
+# %% ../nbs/03_data.ipynb #c8e9d34d
 def read_cache(path: Path) -> dict | None:
     "The tensors cached in `path`, or None (with a one-line warning when the file exists but is damaged)."
     if not path.exists(): return None
@@ -411,7 +411,7 @@ def get_dataloaders_for(config,    # an `evo_attention.config.Config`
     "`(train_loader, eval_loader)` for `config.data`: 'wikitext', 'synthetic', or a folder of WikiText files."
     return get_dataloaders(**loader_arguments(config, **options))
 
-# %% ../nbs/03_data.ipynb #0fbcf8bb
+# %% ../nbs/03_data.ipynb #d5da4988
 def _digest(data: bytes) -> str: return hashlib.sha256(data).hexdigest()[:16]
 
 def fingerprint(loader  # a loader from `make_loaders` / `get_dataloaders`, or anything else

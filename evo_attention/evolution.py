@@ -4,27 +4,27 @@
 
 # %% ../nbs/05_evolution.ipynb #c95ff39d
 from __future__ import annotations
-import hashlib, json, math, numbers, os, random, sys, time, traceback
-from dataclasses import dataclass
+import errno, hashlib, json, math, numbers, os, random, socket, sys, tempfile, time, traceback
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable
 import matplotlib.pyplot as plt
 import pandas as pd
 from tqdm.auto import tqdm
-from .config import Config
-from .genes import AttentionGene, KINDS, search_space_of
+from .config import Config, WARMUP_FRACTION
+from .genes import AttentionGene, KINDS, search_space_of, candidate_seed
+from .outcomes import STATUSES, blames_environment, failure_status, is_fatal_device_error
 
 # %% auto #0
-__all__ = ['STATUSES', 'MAX_TRIES', 'CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'RUN_FIELDS', 'EVENTS', 'RESULT_COLUMNS',
-           'LEADERBOARD_COLUMNS', 'Individual', 'read_outcome', 'is_fatal_device_error', 'evaluate_gene',
-           'candidate_seed', 'train_candidate', 'initial_genes', 'breed_child', 'next_genes', 'rng_state_to_json',
+__all__ = ['MAX_TRIES', 'CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'READABLE_VERSIONS', 'ACTIONS', 'ACTION_NOTE', 'RUN_FIELDS',
+           'FACTS', 'LOCK_NAME', 'EVENTS', 'RESULT_COLUMNS', 'LEADERBOARD_COLUMNS', 'Individual', 'read_outcome',
+           'evaluate_gene', 'train_candidate', 'initial_genes', 'breed_child', 'next_genes', 'rng_state_to_json',
            'rng_from_json', 'CheckpointError', 'encode_checkpoint', 'decode_checkpoint', 'write_atomic',
-           'read_checkpoint', 'move_aside', 'search_differences', 'Evolution', 'comparable']
+           'read_checkpoint', 'move_aside', 'search_differences', 'SearchLocked', 'acquire_lock', 'release_lock',
+           'Evolution', 'comparable']
 
 # %% ../nbs/05_evolution.ipynb #a77646f9
-STATUSES = ('ok', 'diverged', 'oom', 'error')  # outcomes of training a candidate; only 'ok' has a finite perplexity
-
 @dataclass(frozen=True)
 class Individual:
     "A gene and the scores of its one training run."
@@ -36,6 +36,7 @@ class Individual:
     seconds: float = 0.0             # wall time of its evaluation
     n_params: int | None = None      # trainable parameters of its model, if known
     error: str | None = None         # what went wrong, for a failed candidate
+    trained_as: str | None = None    # the gene actually trained, when this one is an equivalent twin of it
 
     @property
     def fitness(self) -> float: return -self.perplexity  # higher is better
@@ -47,7 +48,8 @@ def _finite_or_none(x: float | None) -> float | None:
 def _individual_to_dict(self) -> dict:
     "A JSON-friendly dict: the gene as its string, a non-finite number as None."
     return dict(gene=str(self.gene), perplexity=_finite_or_none(self.perplexity), train_loss=_finite_or_none(self.train_loss),
-                generation=self.generation, status=self.status, seconds=self.seconds, n_params=self.n_params, error=self.error)
+                generation=self.generation, status=self.status, seconds=self.seconds, n_params=self.n_params, error=self.error,
+                trained_as=self.trained_as)
 
 @classmethod
 def _individual_from_dict(cls, d: dict,                   # `to_dict`'s output
@@ -74,11 +76,6 @@ def read_outcome(result  # a perplexity, a dict, or a TrainResult-like object
                 train_loss=None if train_loss is None else _finite_or_none(float(train_loss)),
                 n_params=None if n_params is None else int(n_params))
 
-# %% ../nbs/05_evolution.ipynb #3ae5cc58
-def is_fatal_device_error(e: Exception) -> bool:
-    "Whether `e` breaks the device for everyone after it (a CUDA launch failure), not just for this candidate."
-    return type(e).__name__ == 'AcceleratorError' or (isinstance(e, RuntimeError) and 'CUDA error' in str(e))
-
 # %% ../nbs/05_evolution.ipynb #1e131d71
 def evaluate_gene(evaluate_fn: Callable,  # evaluate_fn(gene, config) -> result
                   gene: AttentionGene,    # the candidate
@@ -89,18 +86,9 @@ def evaluate_gene(evaluate_fn: Callable,  # evaluate_fn(gene, config) -> result
     start = time.perf_counter()
     try: outcome = read_outcome(evaluate_fn(gene, config))
     except Exception as e:  # a failed candidate is a result of the search, not its end
-        if is_fatal_device_error(e): raise  # a broken CUDA context fails every later candidate too: stop instead
-        status = 'oom' if isinstance(e, MemoryError) or type(e).__name__ == 'OutOfMemoryError' else 'error'
-        outcome = dict(perplexity=math.inf, status=status, error=f'{type(e).__name__}: {e}', train_loss=None, n_params=None)
+        if blames_environment(e): raise  # a broken device, pipe or disk says nothing about the gene: stop instead
+        outcome = dict(perplexity=math.inf, status=failure_status(e), error=f'{type(e).__name__}: {e}', train_loss=None, n_params=None)
     return Individual(gene, generation=generation, seconds=time.perf_counter() - start, **outcome)
-
-# %% ../nbs/05_evolution.ipynb #652a18af
-def candidate_seed(seed: int,          # the search's seed, `config.seed`
-                   gene: AttentionGene  # the candidate
-                  ) -> int:
-    "A training seed fixed by the search seed and the gene alone."
-    digest = hashlib.sha256(f'{seed}|{gene}'.encode()).digest()
-    return int.from_bytes(digest[:8], 'big') % 2**63
 
 # %% ../nbs/05_evolution.ipynb #30c0267b
 def train_candidate(gene: AttentionGene,  # the candidate
@@ -108,9 +96,9 @@ def train_candidate(gene: AttentionGene,  # the candidate
                     train_loader,         # training batches
                     eval_loader           # validation batches
                    ) -> dict:
-    "Train a `TransformerLM` with `gene` and return its scores (the default `evaluate_fn` of `Evolution`)."
-    from evo_attention.training import build_and_train  # imported here: a search with a custom evaluate_fn needs no torch
-    result, model = build_and_train(gene, train_loader, eval_loader, config, seed=candidate_seed(config.seed, gene))
+    "Train a `TransformerLM` with `gene` as a search does, and return its scores (the default `evaluate_fn` of `Evolution`)."
+    from evo_attention.training import train_as_search  # imported here: a search with a custom evaluate_fn needs no torch
+    result, model = train_as_search(gene, train_loader, eval_loader, config)
     return {**read_outcome(result), 'n_params': model.num_params()}
 
 # %% ../nbs/05_evolution.ipynb #97cd0f4e
@@ -123,15 +111,15 @@ def initial_genes(gene_class: type,       # the search space
                   config: Config,         # population_size and include_baseline
                   rng: random.Random      # the search's generator
                  ) -> list:
-    "Generation 0: `population_size` distinct genes, vanilla attention first when `include_baseline`."
-    size = len(gene_class.search_space())
+    "Generation 0: `population_size` genes of distinct functions, vanilla attention first when `include_baseline`."
+    size = len(gene_class.functions())
     if config.population_size > size:
-        raise ValueError(f"population_size={config.population_size} exceeds the {size} genes of the search space")
+        raise ValueError(f"population_size={config.population_size} exceeds the {size} distinct functions of the search space")
     baseline = _baseline_of(gene_class) if config.include_baseline else None
     genes = [baseline] if baseline is not None else []
     while len(genes) < config.population_size:
         gene = gene_class.random(rng)
-        if gene not in genes: genes.append(gene)
+        if gene.canonical() not in {g.canonical() for g in genes}: genes.append(gene)  # no two genes of one function
     return genes
 
 # %% ../nbs/05_evolution.ipynb #f8ab3c87
@@ -150,15 +138,19 @@ def breed_child(parents: list,        # the genes allowed to reproduce
 
 def next_genes(ranked: list,          # the scored generation's genes, best first
                config: Config,        # population_size, elite_size and the breeding rates
-               rng: random.Random     # the search's generator
+               rng: random.Random,    # the search's generator
+               known: set = frozenset()  # every gene the search has seen: their equivalent twins are not bred
               ) -> list:
-    "The next generation: the elites unchanged, then children of the best 2·elite_size genes."
+    "The next generation: the elites unchanged, then children of the best 2·elite_size genes, one per function."
     genes = list(ranked[:config.elite_size])
     parents = ranked[:max(2 * config.elite_size, 2)]
+    known_functions = {g.canonical() for g in known}
     while len(genes) < config.population_size:
         for _ in range(MAX_TRIES):
             child = breed_child(parents, config, rng)
-            if child not in genes: break
+            function = child.canonical()
+            twin = function in known_functions and child not in known
+            if function not in {g.canonical() for g in genes} and not twin: break
         genes.append(child)
     return genes
 
@@ -177,10 +169,38 @@ def rng_from_json(d: dict  # `rng_state_to_json`'s output
     return rng
 
 # %% ../nbs/05_evolution.ipynb #1a4dacfb
-CHECKPOINT_FORMAT, CHECKPOINT_VERSION = 'evo_attention.evolution', 1  # written into, and checked in, every checkpoint
+CHECKPOINT_FORMAT, CHECKPOINT_VERSION = 'evo_attention.evolution', 2  # written into, and checked in, every checkpoint
+READABLE_VERSIONS = (1, 2)  # version 1 lacks the data fingerprint, the device type and `trained_as`: read with defaults
+
+# What a user can do about a refused checkpoint, in the words of each front end (python, the command line, the dashboard)
+ACTIONS = {
+    'start_over': dict(python='pass resume=False to start over', cli='add --fresh to start over',
+                       dashboard='press Start over'),
+    'other_folder': dict(python='use another checkpoint_dir', cli='pick another folder with --out or --checkpoint-dir',
+                         dashboard='set another checkpoint folder'),
+    'same_settings': dict(python='resume with the same settings', cli='run with the same flags as before',
+                          dashboard='set the controls back to the saved search'),
+    'recover': dict(python='pass recover=True to resume from the backup (the last candidate is trained again)',
+                    cli='add --recover to resume from the backup (the last candidate is trained again)',
+                    dashboard='run dash.run(recover=True) to resume from the backup (the last candidate is trained again)'),
+    'wait': dict(python='wait for that search to finish', cli='wait for that search to finish', dashboard='wait for that search to finish'),
+}
+ACTION_NOTE = ' (old files are moved aside, never deleted)'  # every way of starting over keeps them
 
 class CheckpointError(RuntimeError):
-    "A checkpoint that cannot be read, or that belongs to another search."
+    "A checkpoint that cannot be read, that belongs to another search, or whose folder another search holds."
+    def __init__(self, problem: str,        # what is wrong, as a sentence without the remedy
+                 actions: tuple = ()):      # keys of ACTIONS: what the user can do about it
+        self.problem, self.actions = problem, tuple(actions)
+        super().__init__(self.message('python'))
+
+    def message(self, front: str = 'python'  # 'python', 'cli' or 'dashboard'
+               ) -> str:
+        "The problem and its remedies, in the words of `front`."
+        if not self.actions: return self.problem
+        words = [ACTIONS[a][front] for a in self.actions]
+        note = ACTION_NOTE if 'start_over' in self.actions else ''
+        return f"{self.problem}. To continue: {'; or '.join(words)}{note}."
 
 def _sha256(state) -> str:
     return hashlib.sha256(json.dumps(state, sort_keys=True, allow_nan=False).encode()).hexdigest()
@@ -190,14 +210,17 @@ def encode_checkpoint(state: dict) -> str:
     return json.dumps(dict(format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION, sha256=_sha256(state), state=state),
                       indent=1, allow_nan=False)
 
+def _no_constant(name: str):
+    raise CheckpointError(f'it holds {name}, which strict JSON (and so a checkpoint) never does')
+
 def decode_checkpoint(text: str) -> dict:
     "The state in `encode_checkpoint`'s text; a CheckpointError says why it cannot be trusted."
-    try: doc = json.loads(text)
+    try: doc = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as e: raise CheckpointError(f'it is not complete JSON ({e})') from None
     if not isinstance(doc, dict) or doc.get('format') != CHECKPOINT_FORMAT:
         raise CheckpointError(f'it is not an {CHECKPOINT_FORMAT} checkpoint')
-    if doc.get('version') != CHECKPOINT_VERSION:
-        raise CheckpointError(f"it has version {doc.get('version')!r}, and this library reads version {CHECKPOINT_VERSION}")
+    if doc.get('version') not in READABLE_VERSIONS:
+        raise CheckpointError(f"it has version {doc.get('version')!r}, and this library reads versions {list(READABLE_VERSIONS)}")
     if _sha256(doc.get('state')) != doc.get('sha256'): raise CheckpointError('its checksum does not match its contents')
     return doc['state']
 
@@ -215,23 +238,36 @@ def write_atomic(path: Path,  # the file to replace
                 ):
     "Replace `path` by `text` so that a crash leaves the old file or the new one, never a torn one."
     path = Path(path)
-    tmp = path.with_name(f'.{path.name}.tmp')
-    with open(tmp, 'w', encoding='utf-8') as f:
-        f.write(text); f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')  # a name of its own per writer
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            f.write(text); f.flush(); os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp): os.remove(tmp)  # a failed write (a full disk) leaves nothing behind
     _fsync_dir(path.parent)
 
 # %% ../nbs/05_evolution.ipynb #ff8b4e62
-def read_checkpoint(path: Path,   # the checkpoint to read
-                    backup: Path  # the previous good state, named in the error
-                   ) -> dict:
-    "The state saved in `path`; an unusable file raises a CheckpointError that points to `backup`."
+def _read(path: Path) -> dict:
+    "The state in `path`, or a CheckpointError saying why it is unusable."
     try: return decode_checkpoint(Path(path).read_text(encoding='utf-8'))
-    except (CheckpointError, UnicodeDecodeError) as e:
-        saved = (f'The previous good state is kept in {backup}: copy it over {path} to resume one step earlier'
-                 if Path(backup).exists() else f'There is no backup {backup}')
-        raise CheckpointError(f'The checkpoint {path} cannot be used: {e}. {saved}, or pass resume=False to start '
-                              'over (the old files are moved aside, not deleted).') from None
+    except UnicodeDecodeError as e: raise CheckpointError(f'it is not text ({e.reason})') from None
+
+def read_checkpoint(path: Path,    # the checkpoint to read
+                    backup: Path,  # the previous good state
+                    recover: bool = False  # read `backup` when `path` is unusable and `backup` is good
+                   ) -> dict:
+    "The state saved in `path` (or, with `recover`, in a good `backup`); a CheckpointError says what can be done."
+    try: return _read(path)
+    except CheckpointError as e: damage = e.problem
+    try: good_backup = _read(backup) if Path(backup).exists() else None
+    except CheckpointError as e: good_backup, backup_damage = None, e.problem
+    if good_backup is not None and recover: return good_backup
+    if good_backup is not None:
+        raise CheckpointError(f'The checkpoint {path} cannot be used: {damage}. Its backup {backup} is good: it holds the '
+                              'state one candidate earlier', ('recover', 'start_over'))
+    why = f'its backup {backup} is damaged too ({backup_damage})' if Path(backup).exists() else f'there is no backup {backup}'
+    raise CheckpointError(f'The checkpoint {path} cannot be used: {damage}, and {why}', ('start_over', 'other_folder'))
 
 def move_aside(*paths: Path) -> int | None:
     "Rename existing `paths` to NAME.replaced-N.EXT with the first N free for all of them; returns N (None: none existed)."
@@ -244,19 +280,102 @@ def move_aside(*paths: Path) -> int | None:
     return n
 
 # %% ../nbs/05_evolution.ipynb #88dc427c
-RUN_FIELDS = ('device', 'progress', 'checkpoint_dir', 'compile', 'n_generations')  # may change when a search resumes
+RUN_FIELDS = ('device', 'progress', 'checkpoint_dir', 'n_generations', 'data')  # may change when a search resumes
+FACTS = ('device_type', 'autocast', 'data')  # measured when a search runs; a resume must measure the same
 
-def search_differences(state: dict,       # a saved search state
-                       config: Config,    # this search's settings
-                       gene_class: type   # this search's space
+def _resolved(config: dict) -> dict:
+    "A saved config with its derived fields filled in (a warmup of None is a tenth of the steps)."
+    d = dict(config)
+    if d.get('warmup_steps') is None and isinstance(d.get('train_steps'), int): d['warmup_steps'] = int(d['train_steps'] * WARMUP_FRACTION)
+    return d
+
+def _fact_differences(name: str, there, here) -> list:
+    "Phrases for a fact measured differently there and here."
+    if name != 'data': return [f'{name} is {there!r} there, {here!r} here']
+    return [f'the {role} data differs ({key} is {there[role].get(key)!r} there, {here[role].get(key)!r} here)'
+            for role in ('train', 'eval') if there.get(role) and here.get(role)
+            for key in sorted(set(there[role]) | set(here[role])) if there[role].get(key) != here[role].get(key)]
+
+def search_differences(state: dict,             # a saved search state
+                       config: Config,          # this search's settings
+                       gene_class: type,        # this search's space
+                       facts: dict | None = None  # this search's FACTS (None or a missing one: not compared)
                       ) -> list:
-    "What makes `state` another search than this one: one phrase per differing field (RUN_FIELDS ignored)."
-    saved, now, missing = state.get('config', {}), config.to_dict(), '<missing>'
+    "What makes `state` another search than this one: one phrase per differing field (RUN_FIELDS ignored) or fact."
+    saved, now, missing = _resolved(state.get('config', {})), _resolved(config.to_dict()), '<missing>'
     diffs = [f'{k} is {saved.get(k, missing)!r} there, {now.get(k, missing)!r} here'
              for k in sorted(set(saved) | set(now)) if k not in RUN_FIELDS and saved.get(k, missing) != now.get(k, missing)]
     if state.get('search_space') != search_space_of(gene_class):
         diffs.append(f"the search space is {state.get('search_space')} there, {search_space_of(gene_class)} here")
+    for name in FACTS:
+        there, here = state.get(name), (facts or {}).get(name)
+        if there is not None and here is not None and there != here: diffs += _fact_differences(name, there, here)
     return diffs
+
+# %% ../nbs/05_evolution.ipynb #a0bee852
+LOCK_NAME = 'search.lock'
+
+class SearchLocked(CheckpointError):
+    "Another search holds this checkpoint folder."
+
+def _holder(path: Path) -> dict:
+    try: return json.loads(path.read_text(encoding='utf-8'))
+    except (OSError, ValueError): return {}
+
+def _alive(pid) -> bool:
+    try: os.kill(int(pid), 0)
+    except (OSError, ValueError, TypeError): return False
+    return True
+
+def _try_lock(path: Path):
+    "An open file holding the OS lock on `path`, None if the file was replaced meanwhile; SearchLocked if held."
+    f = open(path, 'a+', encoding='utf-8')
+    try:
+        import fcntl
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError: return f                                      # no fcntl (Windows): see acquire_lock
+    except OSError as e:
+        f.close()
+        if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK): raise _locked(path) from None
+        raise NotImplementedError from e                              # this filesystem has no flock
+    if not path.exists() or os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:  # a releasing holder removed it
+        f.close(); return None
+    return f
+
+def acquire_lock(folder: Path  # the checkpoint folder
+                ):
+    "Lock `folder` for this process (an open file to pass to `release_lock`); SearchLocked names the holder."
+    path = Path(folder) / LOCK_NAME
+    f = None
+    for _ in range(10):
+        try: f = _try_lock(path)
+        except NotImplementedError:                                   # no flock here: fall back on the process id
+            holder = _holder(path)
+            if holder and holder.get('pid') != os.getpid() and (holder.get('host') != socket.gethostname() or _alive(holder.get('pid'))):
+                raise _locked(path) from None
+            f = open(path, 'a+', encoding='utf-8')
+        if f is not None: break
+    if f is None: raise _locked(path)
+    f.seek(0); f.truncate()
+    f.write(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), since=time.strftime('%Y-%m-%d %H:%M:%S'))))
+    f.flush()
+    return f
+
+def _locked(path: Path) -> SearchLocked:
+    h = _holder(path)
+    return SearchLocked(f"The checkpoint folder {path.parent} is in use by another search: process {h.get('pid', '?')} on "
+                        f"{h.get('host', '?')}, since {h.get('since', '?')} (its lock is {path})", ('wait', 'other_folder'))
+
+def release_lock(f):
+    "Release a lock taken by `acquire_lock`, removing its file first (a waiting taker then sees it replaced and retries)."
+    if f is None or f.closed: return
+    try: os.remove(f.name)
+    except OSError: pass
+    try:
+        import fcntl
+        fcntl.flock(f, fcntl.LOCK_UN)
+    except (ImportError, OSError): pass
+    f.close()
 
 # %% ../nbs/05_evolution.ipynb #f363e364
 EVENTS = ('start', 'candidate', 'generation', 'done')  # what `callback(event, evolution)` is told, in this order
@@ -269,23 +388,35 @@ class Evolution:
                  *, evaluate_fn: Callable | None = None,  # evaluate_fn(gene, config) -> result; None: `train_candidate`
                  gene_class: type = AttentionGene,  # the search space
                  resume: bool = True,               # continue the search saved in config.checkpoint_dir
+                 recover: bool = False,             # if the checkpoint is damaged and its backup good, resume from the backup
+                 retry: tuple = (),                 # failure statuses (e.g. ('oom', 'error')) to train again on resume
                  callback: Callable | None = None): # callback(event, evolution), called with each of EVENTS
+        self.facts = {}  # FACTS measured here: device type, autocast dtype, data fingerprints (real training only)
         if evaluate_fn is None:
             if train_loader is None or eval_loader is None:
                 raise ValueError('Evolution needs train_loader and eval_loader to train candidates, or an evaluate_fn; '
                                  'Evolution.from_config(config) builds the loaders from config.data')
             from evo_attention.utils import get_device
             from evo_attention.training import autocast_dtype
+            from evo_attention.attention import check_registered
+            from evo_attention.data import fingerprint
+            check_registered(gene_class)        # an unregistered name fails now, not in every candidate
             device = get_device(config.device)  # a missing device is the run's error, not every candidate's: fail now
-            autocast = str(autocast_dtype(device, config.precision))  # what precision='auto' means on this device
+            self.facts = dict(device_type=device.split(':')[0], autocast=str(autocast_dtype(device, config.precision)),
+                              data=dict(train=fingerprint(train_loader), eval=fingerprint(eval_loader)))
             evaluate_fn = partial(train_candidate, train_loader=train_loader, eval_loader=eval_loader)
-        else: autocast = None
+        bad = sorted(set(retry) - set(STATUSES[1:]))
+        if bad: raise ValueError(f'retry takes failure statuses {list(STATUSES[1:])}, got {bad}')
         self.config, self.train_loader, self.eval_loader, self.evaluate_fn = config, train_loader, eval_loader, evaluate_fn
-        self.autocast = autocast  # the training dtype ('torch.float16', 'None' for fp32, ...), saved and checked on resume
-        self.gene_class, self.resume, self.callback, self.resumed = gene_class, resume, callback, False
+        self.gene_class, self.resume, self.recover, self.retry, self.callback = gene_class, resume, recover, tuple(retry), callback
         self.rng = random.Random(config.seed)  # the search's only source of randomness, saved in every checkpoint
         self.generation, self.members, self.history, self.cache, self.records = 0, [], [], {}, []
-        self._saved_text, self._started = None, False  # the last checkpoint written; whether run() has begun
+        self.retried = []  # failed results trained again on request: [{gene, status, error}] of the old result
+        self.resumed, self.started_from = False, None  # whether run() resumed a saved search, and from where
+        self._saved_text, self._started, self._lock, self._retries = None, False, None, []
+
+    @property
+    def autocast(self) -> str | None: return self.facts.get('autocast')  # the training dtype, e.g. 'torch.float16'
 
 # %% ../nbs/05_evolution.ipynb #256e971a
 @classmethod
@@ -318,7 +449,8 @@ def _state_dict(self) -> dict:
     return dict(config=self.config.to_dict(), search_space=search_space_of(self.gene_class),
                 generation=self.generation, members=[m.to_dict() for m in self.members],
                 cache=[i.to_dict() for i in self.cache.values()], records=[list(r) for r in self.records],
-                history=[dict(h) for h in self.history], rng=rng_state_to_json(self.rng), autocast=self.autocast)
+                history=[dict(h) for h in self.history], rng=rng_state_to_json(self.rng), retried=list(self.retried),
+                **{name: self.facts.get(name) for name in FACTS})
 
 def _load_state_dict(self, state: dict):
     "Restore the search from `state_dict`'s output."
@@ -328,6 +460,9 @@ def _load_state_dict(self, state: dict):
     self.cache = {str(i.gene): i for i in map(load, state['cache'])}
     self.records = [tuple(r) for r in state['records']]
     self.rng = rng_from_json(state['rng'])
+    self.retried = list(state.get('retried', []))
+    for name in FACTS:  # what the saved search measured stays its record (an older checkpoint: what is measured now)
+        if state.get(name) is not None or name not in self.facts: self.facts[name] = state.get(name)
 
 def _save(self):
     "Write the state atomically to `checkpoint_path`, after copying the previous state to `backup_path`."
@@ -342,58 +477,76 @@ Evolution.state_dict, Evolution.load_state_dict, Evolution.save = _state_dict, _
 
 # %% ../nbs/05_evolution.ipynb #01606908
 def _resume_from(self, path: Path):
-    "Load the search saved in `path`, refusing another search's checkpoint."
-    state = read_checkpoint(path, self.backup_path)
-    diffs = search_differences(state, self.config, self.gene_class)
-    if None not in (state.get('autocast'), self.autocast) and state['autocast'] != self.autocast:
-        diffs.append(f"candidates were trained under autocast {state['autocast']} there and would be under {self.autocast} "
-                     f"here (precision='auto' on another kind of GPU: set Config.precision to match)")
-    if diffs: raise CheckpointError(
-        f"The checkpoint {path} holds a different search: {'; '.join(diffs)}. Resume with the same settings, use another "
-        f"checkpoint_dir, or pass resume=False to start over (the old state is moved aside). Only {', '.join(RUN_FIELDS)} may change.")
+    "Load the search saved in `path` (or its backup, with `recover`), refusing another search's checkpoint."
+    state = read_checkpoint(path, self.backup_path, self.recover)
+    diffs = search_differences(state, self.config, self.gene_class, self.facts)
+    if diffs: raise CheckpointError(f"The checkpoint {path} holds a different search: {'; '.join(diffs)}. Only "
+                                    f"{', '.join(RUN_FIELDS)} may change when a search resumes",
+                                    ('same_settings', 'other_folder', 'start_over'))
     try: self.load_state_dict(state)
-    except (KeyError, TypeError, ValueError) as e: raise CheckpointError(f'The checkpoint {path} cannot be used: {e!r}') from e
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f'The checkpoint {path} cannot be used: {e!r}', ('start_over', 'other_folder')) from e
     self._saved_text, self.resumed = encode_checkpoint(state), True
+    if self.recover and state != _try_read(path): self.save()   # the backup becomes the checkpoint again
+
+def _try_read(path: Path) -> dict | None:
+    try: return _read(path)
+    except (CheckpointError, OSError): return None
 
 def _start(self):
     "Resume the search saved in config.checkpoint_dir, or begin a new one with generation 0 drawn and saved."
     path, backup = self.checkpoint_path, self.backup_path
-    path.parent.mkdir(parents=True, exist_ok=True)
     if not self.resume: move_aside(path, backup)
     if path.exists(): self._resume_from(path)
-    elif backup.exists(): raise CheckpointError(f'{path} is missing but its backup {backup} exists: copy the backup to '
-                                                f'{path} to resume from it, or pass resume=False to start over')
+    elif backup.exists():
+        if not self.recover: raise CheckpointError(f'{path} is missing but its backup {backup} exists', ('recover', 'start_over'))
+        self._resume_from(path)
     else:
         self.members = [Individual(g, generation=0) for g in initial_genes(self.gene_class, self.config, self.rng)]
         self.save()
+    self.started_from = self.where()
+    self._queue_retries()
     self._started = True
 
 Evolution._resume_from, Evolution._start = _resume_from, _start
 
 # %% ../nbs/05_evolution.ipynb #af5c3ca7
+def _cache_key(self, gene) -> str:
+    "Where `gene`'s result is, or goes, in the cache: its own string if trained under it, else its representative's."
+    return str(gene) if str(gene) in self.cache else str(gene.canonical())
+
 def _score_member(self, i: int):
-    "Score member `i`: from the cache if its gene was scored before in this search, else by evaluate_fn."
-    key = str(self.members[i].gene)
+    "Score member `i`: from the cache if its function was scored before in this search, else by evaluate_fn."
+    gene = self.members[i].gene
+    key = self._cache_key(gene)
     source = 'cached' if key in self.cache else 'trained'
-    if source == 'trained': self.cache[key] = evaluate_gene(self.evaluate_fn, self.members[i].gene, self.config, self.generation)
-    self.members[i] = self.cache[key]
-    self.records.append((self.generation, source, key))
+    if source == 'trained': self.cache[key] = evaluate_gene(self.evaluate_fn, gene.canonical(), self.config, self.generation)
+    result = self.cache[key]
+    self.members[i] = replace(result, gene=gene, trained_as=None if result.gene == gene else str(result.gene))
+    self.records.append((self.generation, source, str(gene)))
     self.save(); self._notify('candidate')
+
+def _generation_summary(self, generation: int) -> dict:
+    "The history entry of a fully scored `generation`, from its records and the cache."
+    rows = [(source, self.cache[self._cache_key(self.gene_class.from_string(key))]) for g, source, key in self.records if g == generation]
+    keys = [key for g, _, key in self.records if g == generation]
+    ranked = sorted(zip(keys, (i for _, i in rows)), key=lambda ki: ki[1].perplexity)
+    finite = [i.perplexity for _, i in ranked if math.isfinite(i.perplexity)]
+    sources = [source for source, _ in rows]
+    return dict(generation=generation, best_perplexity=min(finite, default=None), mean_perplexity=sum(finite) / len(finite) if finite else None,
+                worst_perplexity=max(finite, default=None), best_gene=ranked[0][0], evaluations=sources.count('trained'),
+                cache_hits=sources.count('cached'), failures=sum(i.status != 'ok' for _, i in ranked))
 
 def _close_generation(self):
     "Summarise the fully scored current generation in `history`."
-    ranked, sources = self.population, [s for g, s, _ in self.records if g == self.generation]
-    finite = [m.perplexity for m in ranked if math.isfinite(m.perplexity)]
-    self.history.append(dict(
-        generation=self.generation, best_perplexity=min(finite, default=None), mean_perplexity=sum(finite) / len(finite) if finite else None,
-        worst_perplexity=max(finite, default=None), best_gene=str(ranked[0].gene), evaluations=sources.count('trained'),
-        cache_hits=sources.count('cached'), failures=sum(m.status != 'ok' for m in ranked)))
+    self.history.append(self._generation_summary(self.generation))
     self.save(); self._notify('generation')
 
 def _draw_generation(self):
     "Draw the next generation (elites scored, children pending) and save it before anything is trained."
     ranked = self.population
-    genes = next_genes([m.gene for m in ranked], self.config, self.rng)
+    known = {self.gene_class.from_string(key) for _, _, key in self.records}
+    genes = next_genes([m.gene for m in ranked], self.config, self.rng, known)
     self.generation += 1
     elites, children = ranked[:self.config.elite_size], genes[self.config.elite_size:]
     self.members = elites + [Individual(g, generation=self.generation) for g in children]
@@ -405,46 +558,95 @@ def _notify(self, event: str):
 
 Evolution._score_member, Evolution._close_generation, Evolution._draw_generation, Evolution._notify = (
     _score_member, _close_generation, _draw_generation, _notify)
+Evolution._cache_key, Evolution._generation_summary = _cache_key, _generation_summary
 
 # %% ../nbs/05_evolution.ipynb #ed44abe2
+def _queue_retries(self):
+    "The cache keys of the failed results to train again (`retry`), in cache order."
+    self._retries = [key for key, i in self.cache.items() if i.status in self.retry]
+
+def _retry_one(self):
+    "Train the next failed result of `retry` again, put it everywhere it is used, and re-summarise the history."
+    key = self._retries.pop(0)
+    old = self.cache[key]
+    new = evaluate_gene(self.evaluate_fn, old.gene, self.config, old.generation)
+    self.cache[key] = new
+    self.members = [replace(new, gene=m.gene, trained_as=m.trained_as) if m.status != 'pending' and self._cache_key(m.gene) == key else m
+                    for m in self.members]
+    self.history = [self._generation_summary(h['generation']) for h in self.history]
+    self.retried.append(dict(gene=key, status=old.status, error=old.error))
+    self.save(); self._notify('candidate')
+
 def _step(self) -> bool:
-    "Do the next unit of work: score a member, close a generation, or draw the next; False when the search is done."
+    "Do the next unit of work (retrain a failure, score a member, close a generation, draw the next); False when done."
+    self._begin()
     pending = [i for i, m in enumerate(self.members) if m.status == 'pending']
-    if pending: self._score_member(pending[0])
+    if self._retries: self._retry_one()
+    elif pending: self._score_member(pending[0])
     elif len(self.history) <= self.generation: self._close_generation()
     elif self.generation + 1 < self.config.n_generations: self._draw_generation()
     else: return False
     return True
 
+def _begin(self):
+    "Hold the folder and start (or resume) the search, if not done yet; a failure to start releases the folder."
+    self._hold()
+    if not self._started:
+        try: self._start()
+        except BaseException: self.close(); raise
+
+def _hold(self):
+    "Take the checkpoint folder's lock, unless this search holds it already."
+    if self._lock is None or self._lock.closed:
+        Path(self.config.checkpoint_dir).mkdir(parents=True, exist_ok=True)
+        self._lock = acquire_lock(Path(self.config.checkpoint_dir))
+
+def _close(self):
+    "Release the checkpoint folder (`run` does this itself when it returns; call it after driving `step` by hand)."
+    release_lock(self._lock)
+
 def _rollback(self):
-    "Return memory and disk to the last saved state, so that an interrupted `run` can simply be called again."
+    "Return memory, and disk if it differs, to the last saved state, so that an interrupted `run` can simply be called again."
     if self._saved_text is None: return
     self.load_state_dict(decode_checkpoint(self._saved_text))
-    write_atomic(self.checkpoint_path, self._saved_text)
+    try:
+        if _try_read(self.checkpoint_path) != decode_checkpoint(self._saved_text): write_atomic(self.checkpoint_path, self._saved_text)
+    except OSError: pass  # the disk refuses (full, read-only): what it holds is still a complete, earlier state
 
-Evolution._step, Evolution._rollback = _step, _rollback
+Evolution.step, Evolution._rollback, Evolution._hold, Evolution.close, Evolution._begin = _step, _rollback, _hold, _close, _begin
+Evolution._queue_retries, Evolution._retry_one = _queue_retries, _retry_one
 
 # %% ../nbs/05_evolution.ipynb #4a9872f8
 def _run(self) -> Evolution:
     "Run the search, resuming its checkpoint if there is one, until `config.n_generations` generations are scored."
-    if not self._started: self._start()
-    bar = tqdm(total=self.config.population_size * self.config.n_generations, initial=len(self.records),
-               desc='evolution', unit='candidate', disable=not self.config.progress)
+    bar = None
     try:
+        self._begin()   # starts (or resumes) the search, and holds its folder
+        bar = tqdm(total=self.config.population_size * self.config.n_generations, initial=len(self.records),
+                   desc='evolution', unit='candidate', disable=not self.config.progress)
         self._notify('start')
-        while self._step():
+        while self.step():
             bar.update(len(self.records) - bar.n)
             if self.population: bar.set_postfix(best=f'{self.population[0].perplexity:.2f}')
-    except KeyboardInterrupt as e:
-        self._rollback()  # only the candidate in flight is lost
+    except BaseException as e:  # a stop, a signal, the environment: only the candidate in flight is lost
+        self._rollback()
         traceback.clear_frames(e.__traceback__)  # IPython keeps the traceback: let go of the candidate's tensors
         if 'torch' in sys.modules and sys.modules['torch'].cuda.is_available(): sys.modules['torch'].cuda.empty_cache()
         raise
-    finally: bar.close()
+    finally:
+        if bar is not None: bar.close()
+        self.close()
     self._notify('done')
     return self
 
-Evolution.run = _run
+def _where(self) -> dict:
+    "How far the search is: generation, members scored in it, and whether the search is complete."
+    scored = sum(m.status != 'pending' for m in self.members)
+    complete = scored == len(self.members) and len(self.history) > self.generation and self.generation + 1 >= self.config.n_generations
+    return dict(generation=self.generation, scored=scored, population=len(self.members), complete=complete,
+                generations=len(self.history))
+
+Evolution.run, Evolution.where = _run, _where
 
 # %% ../nbs/05_evolution.ipynb #b6646818
 def comparable(evolution: Evolution) -> dict:
@@ -455,16 +657,16 @@ def comparable(evolution: Evolution) -> dict:
 
 # %% ../nbs/05_evolution.ipynb #721eac3d
 RESULT_COLUMNS = ('generation', 'gene', 'source', 'perplexity', 'fitness', 'train_loss', 'status', 'first_generation',
-                  'n_params', 'seconds', 'error')
+                  'n_params', 'seconds', 'error', 'trained_as')
 LEADERBOARD_COLUMNS = ('rank', 'gene', 'perplexity', 'train_loss', 'status', 'generation', 'n_params', 'seconds', 'error')
 
 def _results(self) -> pd.DataFrame:
     "One row per member of every generation: how it was scored ('trained', 'cached', 'elite') and its scores."
     def row(generation, source, key):
-        i = self.cache[key]
+        i = self.cache[self._cache_key(self.gene_class.from_string(key))]
         return dict(generation=generation, gene=key, source=source, perplexity=i.perplexity, fitness=i.fitness,
                     train_loss=i.train_loss, status=i.status, first_generation=i.generation, n_params=i.n_params,
-                    seconds=i.seconds, error=i.error)
+                    seconds=i.seconds, error=i.error, trained_as=None if str(i.gene) == key else str(i.gene))
     return pd.DataFrame([row(*r) for r in self.records], columns=list(RESULT_COLUMNS))
 
 def _leaderboard(self, k: int | None = None  # how many rows; None: every gene trained
@@ -483,12 +685,12 @@ def _summary(self) -> dict:
     if not self.cache: raise ValueError('nothing has been scored yet: call run() first')
     ranked = sorted(self.cache.values(), key=lambda i: i.perplexity)
     vanilla = _baseline_of(self.gene_class)
-    baseline = None if vanilla is None else self.cache.get(str(vanilla))
+    baseline = None if vanilla is None else self.cache.get(self._cache_key(vanilla))
     return dict(best_gene=str(ranked[0].gene), best_perplexity=_finite_or_none(ranked[0].perplexity),
                 best_generation=ranked[0].generation, history=[dict(h) for h in self.history],
                 top_5=[i.to_dict() for i in ranked[:5]],
                 baseline_perplexity=None if baseline is None else _finite_or_none(baseline.perplexity),
-                config=self.config.to_dict())
+                config={**self.config.to_dict(), 'n_generations': max(self.config.n_generations, len(self.history))})
 
 Evolution.summary = _summary
 
