@@ -83,7 +83,7 @@ def build_component(kind: str,  # one of `KINDS`
     impl = registry[name]
     return impl(*args) if isinstance(impl, type) else impl
 
-# %% ../nbs/01_attention.ipynb #0e455deb
+# %% ../nbs/01_attention.ipynb #a3cb1992
 def check_registered(gene_class: type  # `AttentionGene` or a subclass
                     ) -> None:
     "Raise a ValueError naming every value of `gene_class`'s lists that has no registered implementation."
@@ -386,7 +386,7 @@ class Highway(_Gate):
         g = self.g(x)                       # (B, T, D), from the layer input x = LN(r)
         return g * y + (1 - g) * r
 
-# %% ../nbs/01_attention.ipynb #0a643318
+# %% ../nbs/01_attention.ipynb #dcb9336a
 @register_gating('original_highway')
 class OriginalHighway(_Gate):
     "The original's highway, g * project(o) + (1 - g) * x with x = LN(r), to which the block adds r again."

@@ -4,93 +4,191 @@
 
 # %% ../nbs/08_cli.ipynb #ff6a12b3
 from __future__ import annotations
-import argparse, json, math, sys
+import argparse, json, math, os, re, signal, sys, warnings
 from dataclasses import fields, replace
 from pathlib import Path
-from .config import Config
+from tqdm.auto import tqdm
+from .config import Config, PRECISIONS, PRESETS, PRESET_ALIASES, preset
 from .genes import AttentionGene
 
 # %% auto #0
-__all__ = ['PRESETS', 'config_from_args', 'evolve', 'baseline', 'make_parser', 'main']
+__all__ = ['SEARCH_FIELDS', 'FIELD_HELP', 'config_from_args', 'leaderboard_text', 'check_writable', 'Stopped', 'evolve',
+           'baseline', 'cli_words', 'make_parser', 'main']
 
 # %% ../nbs/08_cli.ipynb #f80ba578
-PRESETS = {
-    'seed': {},
-    'quick': dict(vocab_size=2000, d_model=64, n_heads=4, n_layers=2, max_seq_len=64, batch_size=16, eval_batch_size=64,
-                  learning_rate=1e-3, train_steps=300, warmup_steps=30, population_size=6, n_generations=3, elite_size=2),
-}
+SEARCH_FIELDS = ('population_size', 'n_generations', 'elite_size', 'mutation_rate', 'crossover_rate', 'include_baseline',
+                 'checkpoint_dir')  # Config fields only a search reads: not flags of `baseline`
+FIELD_HELP = {  # what a flag's help says beyond its default, where the type alone does not tell
+    'data': "'wikitext', 'synthetic', or a folder of WikiText files",
+    'precision': f"one of {', '.join(PRECISIONS)}", 'device': "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'",
+    'train_split': "'train', or 'test' (evaluating on validation: the offline 'wt2-mini' protocol)",
+    'warmup_steps': 'default: a tenth of --train-steps', 'checkpoint_dir': 'default: OUT/checkpoints',
+    'eval_max_batches': 'default: the whole split (exact)'}
 
 # %% ../nbs/08_cli.ipynb #60d0e727
-def _add_config_flags(parser: argparse.ArgumentParser):
+def _flag(name: str) -> str: return '--' + name.replace('_', '-')
+
+def _field_help(f) -> str:
+    "The help of a Config field's flag: its default, what it takes, and each preset's value where it differs."
+    parts = [] if f.default is None or f.name == 'checkpoint_dir' else [f'default {f.default!r}']
+    if f.name in FIELD_HELP: parts.append(FIELD_HELP[f.name])
+    parts += [f'{name}: {values[f.name]!r}' for name, values in PRESETS.items() if f.name in values and values[f.name] != f.default]
+    return '; '.join(parts)
+
+def _add_config_flags(parser: argparse.ArgumentParser, search: bool = True  # include the search-only fields
+                     ):
     "One option per Config field, typed from its default; unset options stay None."
-    group = parser.add_argument_group('config', 'any Config field (default: the preset\'s value, else Config\'s)')
+    group = parser.add_argument_group('config', "any Config field (default: the preset's value, else Config's)")
     for f in fields(Config):
-        names = list(dict.fromkeys([f'--{f.name.replace("_", "-")}', f'--{f.name}']))  # dashed first; underscores too
+        if not search and f.name in SEARCH_FIELDS: continue
         if isinstance(f.default, bool):
-            group.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+            group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=_field_help(f))
         else:
             kind = type(f.default) if f.default is not None else int
-            group.add_argument(*names, dest=f.name, type=kind, default=None, metavar=kind.__name__.upper(),
-                               help=f'default {f.default!r}')
-    group.add_argument('--preset', choices=sorted(PRESETS), default='seed', help="'quick' for a CPU, 'seed' for the original protocol")
+            group.add_argument(_flag(f.name), dest=f.name, type=kind, default=None, metavar=kind.__name__.upper(),
+                               choices=PRECISIONS if f.name == 'precision' else None, help=_field_help(f))
+    group.add_argument('--preset', choices=sorted([*PRESETS, *PRESET_ALIASES]), default='original',
+                       help="'quick' for a CPU (minutes), 'original' for the original protocol (hours on a GPU; 'seed' is its older name)")
 
 def config_from_args(args: argparse.Namespace) -> Config:
     "The preset's Config with every given flag applied."
     given = {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name, None) is not None}
-    return Config(**{**PRESETS[args.preset], **given})
+    return preset(args.preset, **given)
 
 # %% ../nbs/08_cli.ipynb #92becc47
-def _candidate_line(evolution) -> str:
-    "One line about the candidate just scored."
-    generation, source, key = evolution.records[-1]
-    i = evolution.cache[key]
-    score = f'{i.perplexity:9.2f}' if math.isfinite(i.perplexity) else f'{i.status:>9s}'
-    done = sum(1 for g, _, _ in evolution.records if g == generation)
-    return f'gen {generation:2d} [{done:2d}/{evolution.config.population_size}] {key:42s} ppl {score}  ({source}, {i.seconds:.1f}s)'
+def _result_of(evolution, key: str):
+    "The cached result that gene string `key` scores with."
+    return evolution.cache[evolution._cache_key(evolution.gene_class.from_string(key))]
 
-def _load_evolution(config: Config, fresh: bool, callback):
-    "An Evolution on config.data's loaders, or None (after saying why) when the data cannot be loaded."
-    from evo_attention.evolution import Evolution
-    try: return Evolution.from_config(config, resume=not fresh, callback=callback)
-    except (ConnectionError, FileNotFoundError) as e:
-        print(f'evo-attention: cannot load data {config.data!r}: {e}', file=sys.stderr)
+def _candidate_line(evolution) -> str:
+    "One line about the member just scored: its score, and how it got it."
+    generation, source, key = evolution.records[-1]
+    i = _result_of(evolution, key)
+    score = f'{i.perplexity:8.2f}' if math.isfinite(i.perplexity) else f'{i.status:>8s}'
+    done = sum(1 for g, _, _ in evolution.records if g == generation)
+    how = f'trained, {i.seconds:.1f}s' if source == 'trained' else f'cached: trained in generation {i.generation}'
+    if str(i.gene) != key: how += f', as {i.gene}'
+    return f'gen {generation:2d} [{done:2d}/{evolution.config.population_size}] {key:42s} ppl {score}  ({how})'
+
+def _elite_lines(evolution, generation: int) -> list:
+    "One line per elite carried into `generation`."
+    return [f'gen {generation:2d} elite   {key:42s} ppl {_result_of(evolution, key).perplexity:8.2f}  (carried over)'
+            for g, source, key in evolution.records if g == generation and source == 'elite']
+
+def leaderboard_text(evolution, k: int = 10  # rows
+                    ) -> str:
+    "The `k` best genes as a table of at most 100 columns."
+    lines = [f"{'rank':>4}  {'gene':44s} {'perplexity':>10}  {'status':8s} {'gen':>3} {'params':>10} {'seconds':>8}"]
+    for r in evolution.leaderboard(k).itertuples():
+        ppl = f'{r.perplexity:10.2f}' if math.isfinite(r.perplexity) else f"{'-':>10}"
+        params = f'{int(r.n_params):10,d}' if r.n_params == r.n_params and r.n_params is not None else f"{'':>10}"
+        lines.append(f'{r.rank:4d}  {r.gene[:44]:44s} {ppl}  {r.status:8s} {r.generation:3d} {params} {r.seconds:8.1f}')
+    return '\n'.join(lines)
+
+def check_writable(*folders) -> None:
+    "Create each folder and write a file in it, or raise an OSError naming the folder."
+    for folder in map(Path, folders):
+        if folder.exists() and not folder.is_dir(): raise NotADirectoryError(f'{folder} is a file, not a folder')
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f'.write-test-{os.getpid()}'
+            probe.write_text('ok'); probe.unlink()
+        except OSError as e: raise OSError(e.errno, f'{folder} is not writable ({e.strerror})') from None
 
 # %% ../nbs/08_cli.ipynb #0e1af64f
+class Stopped(KeyboardInterrupt):
+    "A signal (SIGTERM, SIGHUP) asking the command to stop: handled like Ctrl-C, with the search saved."
+
+def _stop_on_signals():
+    "Turn SIGTERM and SIGHUP into `Stopped`, so that the search is rolled back and saved as on Ctrl-C."
+    def handler(signum, frame): raise Stopped(signal.Signals(signum).name)
+    for name in ('SIGTERM', 'SIGHUP'):
+        if hasattr(signal, name): signal.signal(getattr(signal, name), handler)
+
+def _banner(evo, config: Config, out) -> str:
+    "What this run does: a new search, a resume (from where), or nothing (already complete)."
+    w = evo.where()
+    size = f'{config.population_size} genes x {config.n_generations} generations, {config.train_steps} steps each, data {config.data!r}'
+    if not evo.resumed: return f'new search: {size}; state in {config.checkpoint_dir}'
+    if w['complete']: return f"this search is already complete ({w['generations']} generations): results in {out}"
+    return (f"resumed at generation {w['generation']}, candidate {w['scored'] + 1} of {w['population']} "
+            f"({size}; state in {config.checkpoint_dir})")
+
 def evolve(args: argparse.Namespace) -> int:
     "The `evolve` verb: run (or resume) a search and write its results."
-    import pandas as pd
+    from evo_attention.evolution import Evolution
+    from evo_attention.data import get_dataloaders_for, cache_root
     config = config_from_args(args)
     if args.checkpoint_dir is None: config = replace(config, checkpoint_dir=str(Path(args.out) / 'checkpoints'))
+    check_writable(args.out, config.checkpoint_dir)
+    try: check_writable(cache_root())
+    except OSError as e: warnings.warn(f'{e.strerror}: tokenised data will not be cached')
+    listed = set()  # generations whose elites are listed
     def report(event, evolution):
-        if event == 'candidate': print(_candidate_line(evolution), flush=True)
-    evo = _load_evolution(config, args.fresh, report if not args.quiet else None)
-    if evo is None: return 2
-    print(f'evolving {config.population_size} genes x {config.n_generations} generations, {config.train_steps} steps each, '
-          f'data {config.data!r}; state in {config.checkpoint_dir}', flush=True)
-    from evo_attention.evolution import CheckpointError
-    try: evo.run()
-    except CheckpointError as e:   # a damaged checkpoint, or another search's state in the same folder
-        print(f'evo-attention evolve: {e}\nOn the command line: --fresh starts over, --out or --checkpoint-dir picks another folder.',
-              file=sys.stderr); return 2
-    with pd.option_context('display.width', 120, 'display.max_columns', 20):
-        print(evo.leaderboard(10).drop(columns=['error']).to_string(index=False, float_format='%.2f'))
+        if event != 'candidate' or args.quiet: return
+        generation = evolution.records[-1][0]
+        if generation not in listed:
+            listed.add(generation)
+            for line in _elite_lines(evolution, generation): tqdm.write(line, file=sys.stdout)
+        tqdm.write(_candidate_line(evolution), file=sys.stdout)
+    train_loader, eval_loader = get_dataloaders_for(config)
+    evo = Evolution(config, train_loader, eval_loader, resume=not args.fresh, recover=args.recover,
+                    retry=('oom', 'error') if args.retry_failed else (), callback=report)
+    _stop_on_signals()
+    evo.prepare()
+    if evo.where()['scored']: listed.add(evo.generation)   # a resumed generation's elites were listed by the run before
+    print(_banner(evo, config, args.out), flush=True)
+    evo.run()
+    print(leaderboard_text(evo, 10))
     for path in evo.save_results(args.out): print(f'wrote {path}')
     return 0
 
 # %% ../nbs/08_cli.ipynb #13552ada
 def baseline(args: argparse.Namespace) -> int:
-    "The `baseline` verb: train one gene and print its perplexity."
+    "The `baseline` verb: train one gene as a search does and print its perplexity."
     from evo_attention.data import get_dataloaders_for
-    from evo_attention.training import build_and_train
+    from evo_attention.training import train_as_search
     config, gene = config_from_args(args), AttentionGene.from_string(args.gene)
-    try: train_loader, eval_loader = get_dataloaders_for(config)
-    except (ConnectionError, FileNotFoundError) as e:
-        print(f'evo-attention: cannot load data {config.data!r}: {e}', file=sys.stderr); return 2
-    result, model = build_and_train(gene, train_loader, eval_loader, config)
+    train_loader, eval_loader = get_dataloaders_for(config)
+    result, model = train_as_search(gene, train_loader, eval_loader, config)
     if args.json: print(json.dumps({'gene': str(gene), 'n_params': model.num_params(), **result.to_dict()}, indent=2, default=str))
     else: print(f'{gene}: perplexity {result.perplexity:.2f} ({result.status}; {result.steps} steps, '
                 f'{model.num_params():,} parameters, {result.seconds:.1f}s, {result.tokens_per_second:,.0f} tokens/s)')
     return 0 if result.status == 'ok' else 1
+
+# %% ../nbs/08_cli.ipynb #01427012
+def cli_words(message: str) -> str:
+    "`message` with Python spellings of settings (Config.train_split, train_split='test') written as flags (--train-split test)."
+    names = '|'.join(f.name for f in fields(Config))
+    message = re.sub(rf'Config\.({names})\b', lambda m: _flag(m.group(1)), message)
+    return re.sub(rf"\b({names})=('?)([\w./:-]+)\2", lambda m: f'{_flag(m.group(1))} {m.group(3)}', message)
+
+def _say(verb: str, message: str):
+    print(f'evo-attention {verb}: {message}', file=sys.stderr, flush=True)
+
+def _run_verb(verb: str, args: argparse.Namespace) -> int:
+    "Run `verb`, turning every error the user can act on into one line and an exit status."
+    from evo_attention.evolution import CheckpointError
+    from evo_attention.outcomes import is_fatal_device_error
+    out = getattr(args, 'out', None)
+    folder = getattr(args, 'checkpoint_dir', None) or (str(Path(out) / 'checkpoints') if out else None)
+    saved = f'; the search is saved in {folder}' if verb == 'evolve' else ''
+    try: return {'evolve': evolve, 'baseline': baseline}[verb](args)
+    except KeyboardInterrupt as e:
+        _say(verb, f"stopped{f' by {e}' if isinstance(e, Stopped) else ''}{saved}"
+                   f"{': run the same command to continue' if saved else ''}"); return 130
+    except BrokenPipeError:   # the reader of our output went away (| head, a killed tee): say so on stderr, if it is there
+        try: sys.stdout = open(os.devnull, 'w')
+        except OSError: pass
+        try: _say(verb, f'output closed{saved}')
+        except OSError: pass
+        return 1
+    except CheckpointError as e: _say(verb, cli_words(e.message('cli'))); return 2
+    except (ConnectionError, FileNotFoundError, NotADirectoryError, ValueError) as e: _say(verb, cli_words(str(e))); return 2
+    except OSError as e: _say(verb, f"{e.strerror or e}{f': {e.filename}' if e.filename else ''}{saved}"); return 1
+    except RuntimeError as e:
+        if not is_fatal_device_error(e): raise
+        _say(verb, f"the GPU failed ({str(e).splitlines()[0]}){saved}: restart the runtime and run the same command"); return 1
 
 # %% ../nbs/08_cli.ipynb #8b1ebd4e
 def make_parser() -> argparse.ArgumentParser:
@@ -100,12 +198,16 @@ def make_parser() -> argparse.ArgumentParser:
     ev = verbs.add_parser('evolve', help='run or resume a search')
     ev.add_argument('--out', default='evo_results', help='folder for the results (default: evo_results)')
     ev.add_argument('--fresh', action='store_true', help='start over instead of resuming (the old state is moved aside)')
+    ev.add_argument('--recover', action='store_true', help='if the saved state is damaged and its backup good, resume from the backup')
+    ev.add_argument('--retry-failed', action='store_true', help="train again the candidates that failed with 'oom' or 'error'")
     ev.add_argument('--quiet', action='store_true', help='no line per candidate')
+    ev.add_argument('--debug', action='store_true', help='show the traceback of an error')
     _add_config_flags(ev)
-    bl = verbs.add_parser('baseline', help='train one gene (vanilla attention by default) and print its perplexity')
+    bl = verbs.add_parser('baseline', help='train one gene (vanilla attention by default) as a search would; print its perplexity')
     bl.add_argument('--gene', default=str(AttentionGene.baseline()), help="a gene string, e.g. 'dot|sparsemax|output_gate|learned'")
     bl.add_argument('--json', action='store_true', help='print the whole result as JSON')
-    _add_config_flags(bl)
+    bl.add_argument('--debug', action='store_true', help='show the traceback of an error')
+    _add_config_flags(bl, search=False)
     verbs.add_parser('bench', help='benchmark attention genes (see `evo-attention bench --help`)', add_help=False)
     return parser
 
@@ -117,6 +219,8 @@ def main(argv: list | None = None  # arguments (default: sys.argv[1:])
         from evo_attention.bench import main as bench_main
         return bench_main(argv[1:])
     args = make_parser().parse_args(argv)
-    try: return {'evolve': evolve, 'baseline': baseline}[args.verb](args)
-    except ValueError as e:   # a bad flag value: say which, without a traceback
-        print(f'evo-attention {args.verb}: {e}', file=sys.stderr); return 2
+    if args.debug: return {'evolve': evolve, 'baseline': baseline}[args.verb](args)
+    with warnings.catch_warnings():
+        warnings.simplefilter('default')
+        warnings.showwarning = lambda message, *rest: _say(args.verb, f'warning: {cli_words(str(message))}')
+        return _run_verb(args.verb, args)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01a_config.ipynb #72ce363e
 from __future__ import annotations
-import json, os
+import json, os, re
 from dataclasses import dataclass, asdict, fields, replace
 
 # %% auto #0
@@ -79,6 +79,8 @@ def _validate(self: Config):
     _check(self.eval_max_batches is None or self.eval_max_batches > 0, 'eval_max_batches', 'must be None or positive')
     _check(isinstance(self.data, str) and bool(self.data), 'data', "must be 'wikitext', 'synthetic' or a folder path")
     _check(self.train_split in ('train', 'test'), 'train_split', f"must be 'train' or 'test', got {self.train_split!r}")
+    _check(re.fullmatch(r'auto|cpu|(cuda|mps)(:\d+)?', self.device) is not None, 'device',
+           f"{self.device!r} is not a device: valid devices are 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
 
 Config.validate = _validate
 
@@ -114,7 +116,7 @@ def _from_json(cls, text: str) -> Config:
 
 Config.to_dict, Config.from_dict, Config.to_json, Config.from_json = _to_dict, _from_dict, _to_json, _from_json
 
-# %% ../nbs/01a_config.ipynb #e323bf52
+# %% ../nbs/01a_config.ipynb #532b3cc5
 PRESETS = {
     'original': {},
     'quick': dict(vocab_size=2000, d_model=64, n_heads=4, n_layers=2, max_seq_len=64, batch_size=16, eval_batch_size=64,

@@ -15,9 +15,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 # %% auto #0
 __all__ = ['UNK', 'EOS', 'UNK_ID', 'EOS_ID', 'SPLITS', 'SPLIT_FILES', 'HUB_DATASET', 'OFFLINE_HELP', 'CACHE_VERSION', 'COPY',
            'COPY_ID', 'N_SPECIAL', 'MIN_SYNTHETIC_VOCAB', 'tokenize', 'build_vocab', 'encode_tokens', 'encode',
-           'decode', 'split_name', 'find_split_files', 'download_wikitext', 'cache_path', 'save_atomic', 'read_cache',
-           'load_wikitext', 'SyntheticLanguage', 'unigram_entropy', 'bigram_entropy', 'TokenWindows', 'RandomWindows',
-           'eval_batches', 'make_loaders', 'get_dataloaders', 'loader_arguments', 'get_dataloaders_for', 'fingerprint']
+           'decode', 'split_name', 'find_split_files', 'download_wikitext', 'cache_root', 'cache_path', 'save_atomic',
+           'read_cache', 'load_wikitext', 'SyntheticLanguage', 'unigram_entropy', 'bigram_entropy', 'TokenWindows',
+           'RandomWindows', 'eval_batches', 'make_loaders', 'get_dataloaders', 'loader_arguments',
+           'get_dataloaders_for', 'fingerprint']
 
 # %% ../nbs/03_data.ipynb #bae2e699
 UNK, EOS = '<unk>', '<eos>'  # the two special tokens of every vocabulary
@@ -116,12 +117,16 @@ def download_wikitext() -> dict:
 # %% ../nbs/03_data.ipynb #b05e6cbf
 CACHE_VERSION = 1  # bump when tokenisation changes, so old caches are not read
 
+def cache_root() -> Path:
+    "The default cache folder: $EVO_ATTENTION_CACHE, or ~/.cache/evo_attention."
+    return Path(os.environ.get('EVO_ATTENTION_CACHE') or Path.home() / '.cache' / 'evo_attention').expanduser()
+
 def cache_path(name: str,     # readable prefix of the file name
                settings: dict,  # everything the cached value depends on
                cache_dir=None   # folder; default $EVO_ATTENTION_CACHE or ~/.cache/evo_attention
               ) -> Path:
     "The cache file for `settings`: `<cache_dir>/<name>-<hash of settings>.pt`."
-    root = cache_dir or os.environ.get('EVO_ATTENTION_CACHE') or Path.home() / '.cache' / 'evo_attention'
+    root = cache_dir or cache_root()
     digest = hashlib.sha256(repr(sorted(dict(settings, version=CACHE_VERSION).items())).encode()).hexdigest()[:16]
     return Path(root).expanduser() / f'{name}-{digest}.pt'
 
@@ -135,7 +140,7 @@ def save_atomic(obj, path: Path):
     finally:
         if os.path.exists(tmp_name): os.remove(tmp_name)
 
-# %% ../nbs/03_data.ipynb #c8e9d34d
+# %% ../nbs/03_data.ipynb #7158021c
 def read_cache(path: Path) -> dict | None:
     "The tensors cached in `path`, or None (with a one-line warning when the file exists but is damaged)."
     if not path.exists(): return None
@@ -411,7 +416,7 @@ def get_dataloaders_for(config,    # an `evo_attention.config.Config`
     "`(train_loader, eval_loader)` for `config.data`: 'wikitext', 'synthetic', or a folder of WikiText files."
     return get_dataloaders(**loader_arguments(config, **options))
 
-# %% ../nbs/03_data.ipynb #d5da4988
+# %% ../nbs/03_data.ipynb #cb3ae45d
 def _digest(data: bytes) -> str: return hashlib.sha256(data).hexdigest()[:16]
 
 def fingerprint(loader  # a loader from `make_loaders` / `get_dataloaders`, or anything else

@@ -312,7 +312,7 @@ def search_differences(state: dict,             # a saved search state
         if there is not None and here is not None and there != here: diffs += _fact_differences(name, there, here)
     return diffs
 
-# %% ../nbs/05_evolution.ipynb #a0bee852
+# %% ../nbs/05_evolution.ipynb #30159a22
 LOCK_NAME = 'search.lock'
 
 class SearchLocked(CheckpointError):
@@ -614,6 +614,7 @@ def _rollback(self):
     except OSError: pass  # the disk refuses (full, read-only): what it holds is still a complete, earlier state
 
 Evolution.step, Evolution._rollback, Evolution._hold, Evolution.close, Evolution._begin = _step, _rollback, _hold, _close, _begin
+Evolution.prepare = _begin  # public: take the folder and load (or begin) the search, training nothing
 Evolution._queue_retries, Evolution._retry_one = _queue_retries, _retry_one
 
 # %% ../nbs/05_evolution.ipynb #4a9872f8

@@ -86,7 +86,7 @@ def _search_space(cls) -> list:
 
 AttentionGene.baseline, AttentionGene.search_space = _baseline, _search_space
 
-# %% ../nbs/00_genes.ipynb #1fd6bcd6
+# %% ../nbs/00_genes.ipynb #2226e5c2
 def _canonical(self) -> AttentionGene:
     "The representative of the genes computing this gene's function: each kind `EQUIVALENCES` makes irrelevant at its first value."
     values = self.to_dict()
@@ -101,7 +101,7 @@ def _functions(cls) -> list:
 
 AttentionGene.canonical, AttentionGene.functions = _canonical, _functions
 
-# %% ../nbs/00_genes.ipynb #8351194a
+# %% ../nbs/00_genes.ipynb #7d904098
 import hashlib
 
 def candidate_seed(seed: int,     # the search's seed, `config.seed`

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_training.ipynb #d07fd9f7
 from __future__ import annotations
-import gc, math, time
+import gc, math, time, warnings
 from dataclasses import dataclass, field, asdict
 import torch
 import torch.nn.functional as F
@@ -78,14 +78,15 @@ def evaluate(model: torch.nn.Module,        # a language model: model(idx) -> lo
     dtype, was_training = autocast_dtype(str(device), precision), model.training
     device = str(device)
     model.eval()
-    total, count = torch.zeros((), dtype=torch.float64, device=device), 0
+    accumulate = torch.float32 if torch.device(device).type == 'mps' else torch.float64  # MPS has no float64
+    total, count = torch.zeros((), dtype=accumulate, device=device), 0
     try:
         for i, (x, y) in enumerate(loader):
             if max_batches is not None and i >= max_batches: break
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with autocast(device, dtype):
                 logits = model(x)                                            # (B, T, V)
-            total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction='sum').double()
+            total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction='sum').to(accumulate)
             count += y.numel()
     finally: model.train(was_training)
     if count == 0: raise ValueError('the evaluation loader yielded no tokens')
@@ -124,6 +125,9 @@ def make_train_step(model: torch.nn.Module,  # model(x, y) -> (logits, loss), al
                    ):
     "A function step(x, y, lr) -> loss doing one optimizer step of `model` on a batch."
     dtype = autocast_dtype(device, config.precision)
+    if dtype == torch.float16 and torch.device(device).type == 'cpu':
+        warnings.warn("precision='fp16' on a CPU is emulated and runs several times slower than 'bf16' or 'fp32'; "
+                      "fp16 is for pre-Ampere GPUs such as the T4", stacklevel=2)
     opt = make_optimizer(model, config, device)
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=dtype == torch.float16)
     forward = torch.compile(model) if config.compile else model
@@ -218,7 +222,7 @@ def build_and_train(gene,                  # the attention gene of every block
         model = TransformerLM(config, gene)
     return train_model(model, train_loader, eval_loader, config, callback=callback, seed=seed), model
 
-# %% ../nbs/04_training.ipynb #3aa545f0
+# %% ../nbs/04_training.ipynb #10033c2d
 def train_as_search(gene,                       # the attention gene
                     train_loader, eval_loader,  # the search's loaders
                     config: Config,             # the search's config (its seed included)

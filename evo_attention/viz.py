@@ -16,9 +16,9 @@ from .genes import AttentionGene, KINDS, search_space_of
 from .evolution import Evolution
 
 # %% auto #0
-__all__ = ['ATTENTION_CMAP', 'FUTURE_COLOR', 'generation_stats', 'spread', 'baseline_perplexity', 'plot_evolution',
-           'gene_frequencies', 'plot_gene_frequencies', 'evaluated_genes', 'plot_component_effects', 'leaderboard',
-           'attention_grid', 'draw_attention', 'plot_attention', 'train_gene', 'compare_attention']
+__all__ = ['ATTENTION_CMAP', 'FUTURE_COLOR', 'generation_stats', 'spread', 'baseline_perplexity', 'perplexity_label',
+           'plot_evolution', 'gene_frequencies', 'plot_gene_frequencies', 'evaluated_genes', 'plot_component_effects',
+           'leaderboard', 'attention_grid', 'draw_attention', 'plot_attention', 'train_gene', 'compare_attention']
 
 # %% ../nbs/06_viz.ipynb #a6488380
 def generation_stats(results: pd.DataFrame  # `Evolution.results()`: one row per member of every generation
@@ -51,6 +51,12 @@ def _mark_failures(ax, positions, label: str):
     if len(positions): ax.plot(spread(positions), np.full(len(positions), 0.96), 'x', color='C3', ms=7, mew=2,
                                transform=ax.get_xaxis_transform(), clip_on=False, label=label)
 
+# %% ../nbs/06_viz.ipynb #a50db79c
+def perplexity_label(config: Config) -> str:
+    "'validation perplexity', or what part of the split it covers when `config.eval_max_batches` cuts the evaluation."
+    n = config.eval_max_batches
+    return 'validation perplexity' if n is None else f'validation perplexity (first {n} batches of {config.eval_batch_size} windows)'
+
 # %% ../nbs/06_viz.ipynb #d78620fb
 def plot_evolution(evo: Evolution  # a search, finished or not
                   ) -> plt.Figure:
@@ -65,7 +71,7 @@ def plot_evolution(evo: Evolution  # a search, finished or not
     _mark_failures(ax, failed.generation, f'failed ({len(failed)})')
     best = evo.leaderboard(1)
     title = 'nothing scored yet' if best.empty else f'best: {best.gene[0]} ({best.perplexity[0]:.2f})'
-    ax.set(xlabel='generation', ylabel='validation perplexity', title=title)
+    ax.set(xlabel='generation', ylabel=perplexity_label(evo.config), title=title)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if len(results): ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))
     return fig
@@ -120,7 +126,7 @@ def plot_component_effects(evo: Evolution  # a search, finished or not
         _mark_failures(ax, failed[kind].map(position), 'failed')
         if baseline is not None: ax.axhline(baseline, color='k', lw=1, ls='--', label='vanilla')
         ax.set_xticks(range(len(values)), values, rotation=30)
-        ax.set(xlim=(-0.5, len(values) - 0.5), xlabel=kind, ylabel='validation perplexity' if ax is axes[0] else '')
+        ax.set(xlim=(-0.5, len(values) - 0.5), xlabel=kind, ylabel=perplexity_label(evo.config) if ax is axes[0] else '')
     fig.suptitle(f'Perplexity by component value: {len(ok)} genes trained, {len(failed)} failed')
     return fig
 
@@ -210,9 +216,9 @@ def train_gene(gene: AttentionGene,  # the attention mechanism
                eval_loader,          # validation batches
                config: Config        # model size and training settings
               ):
-    "A `TransformerLM` with `gene`, trained by `build_and_train` from `config.seed`; a failed training raises."
-    from evo_attention.training import build_and_train  # imported here: only training genes needs it
-    result, model = build_and_train(gene, train_loader, eval_loader, config)
+    "A `TransformerLM` with `gene`, trained as a search with `config` trains it (`train_as_search`); a failed training raises."
+    from evo_attention.training import train_as_search  # imported here: only training genes needs it
+    result, model = train_as_search(gene, train_loader, eval_loader, config)
     if result.status != 'ok': raise RuntimeError(f'{gene} did not train ({result.status}: {result.error}): nothing to show')
     return model
 
