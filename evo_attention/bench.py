@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_benchmarks.ipynb #79698964
 from __future__ import annotations
-import argparse, contextlib, gc, json, math, os, platform, random, statistics, sys, tempfile, time
+import argparse, contextlib, gc, json, math, os, platform, random, statistics, sys, tempfile, time, warnings
 from dataclasses import dataclass, asdict, replace
 from typing import Callable
 import torch
@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 from .config import Config
 from .genes import AttentionGene, KINDS
-from .attention import build_component, causal_mask, sparsemax
+from .attention import EvolvedAttention, build_component, causal_mask, sparsemax
 from .model import TransformerLM
-from .training import autocast_dtype, forked_rng, make_train_step
-from .evolution import Evolution, candidate_seed
+from .training import autocast, autocast_dtype, forked_rng, make_train_step
+from .evolution import Evolution, candidate_seed, comparable
 from .utils import get_device
 from .cli import PRESETS
 
@@ -23,12 +23,13 @@ from .cli import PRESETS
 __all__ = ['QUICK', 'SECTIONS', 'SPARSEMAX_TOLERANCE', 'SPARSEMAX_SPEED', 'SPARSEMAX_AIM', 'GENE_LIMIT', 'ADDITIVE_LIMIT',
            'PEER_LIMIT', 'NOISE', 'SEARCH_LIMIT', 'TARGET_CHECKS', 'device_clock', 'time_interleaved', 'ratio_stats',
            'time_pairs', 'timing_rows', 'fwd_bwd', 'entmax_sparsemax', 'operator_inputs', 'operator_fns',
-           'sparsemax_error', 'operator_cost', 'step_genes', 'batch_step', 'random_batch', 'step_cost', 'build_model',
-           'attention_path', 'gene_step_cost', 'PeerLM', 'peer_step_cost', 'synthetic_fitness', 'seed_trainings',
-           'search_counts', 'search_compute', 'train_flops_per_token', 'matmul_flops', 'gene_throughput',
-           'cuda_throughput', 'BenchSizes', 'operators_section', 'genes_section', 'peer_section', 'search_section',
-           'cuda_section', 'machine_info', 'run_benchmarks', 'target', 'unmeasured', 'check_sparsemax', 'check_genes',
-           'check_peer', 'check_search', 'check_targets', 'format_section', 'format_report', 'make_parser', 'main']
+           'sparsemax_error', 'operator_cost', 'torch_threads', 'sparsemax_race', 'step_genes', 'batch_step',
+           'random_batch', 'step_cost', 'build_model', 'attention_path', 'gene_step_cost', 'PeerLM', 'peer_step_cost',
+           'synthetic_fitness', 'seed_trainings', 'search_counts', 'search_compute', 'train_flops_per_token',
+           'matmul_flops', 'gene_throughput', 'cuda_throughput', 'BenchSizes', 'operators_section', 'genes_section',
+           'peer_section', 'search_section', 'cuda_section', 'machine_info', 'run_benchmarks', 'target', 'unmeasured',
+           'check_sparsemax', 'check_genes', 'check_peer', 'check_search', 'check_targets', 'format_section',
+           'format_report', 'make_parser', 'main']
 
 # %% ../nbs/09_benchmarks.ipynb #80669201
 def device_clock(device: str  # a torch device string
@@ -161,19 +162,43 @@ def operator_cost(T: int,               # positions
                   rounds: int = 5, warmup: int = 1, min_seconds: float = 0.0,  # as for `time_interleaved`
                   device: str = 'cpu'   # where to run
                  ) -> dict:
-    "Rows: every normalization against softmax, every similarity against dot, and sparsemax against entmax's."
+    "Rows: every normalization against softmax, every similarity against dot, and entmax's sparsemax against softmax."
     inputs, timing, rows, notes = operator_inputs(B, H, T, Dh, device), (rounds, warmup, device_clock(device), min_seconds), [], []
     for kind, reference in (('normalization', 'softmax'), ('similarity', 'dot')):
         fns = operator_fns(kind, inputs, device)
         pairs = time_pairs(fns, reference, *timing)
         rows += timing_rows({n: pairs[n] for n in AttentionGene.choices(kind) if n != reference}, reference, kind=kind, T=T)
-        if 'entmax.sparsemax' in fns:  # the peer against softmax, then our sparsemax against the peer
-            race = time_pairs(fns, 'entmax.sparsemax', *timing, names=['sparsemax'])
+        if 'entmax.sparsemax' in fns:  # the peer against softmax (our sparsemax races it in `sparsemax_race`)
             rows += timing_rows({'entmax.sparsemax': pairs['entmax.sparsemax']}, reference, False, kind='peer', T=T)
-            rows += timing_rows(race, 'entmax.sparsemax', False, kind='peer', T=T)
     if entmax_sparsemax() is None: notes.append(f'T={T}: entmax is not installed, so sparsemax vs entmax.sparsemax is skipped')
     for row in rows: row['detail'] = f'T={T}'
     return dict(rows=rows, notes=notes)
+
+# %% ../nbs/09_benchmarks.ipynb #54c696fe
+@contextlib.contextmanager
+def torch_threads(n: int | None  # torch CPU threads for the block (None or 0: leave them as they are)
+                 ):
+    "Run the block on `n` torch threads, restoring the caller's count afterwards."
+    before = torch.get_num_threads()
+    if n: torch.set_num_threads(n)
+    try: yield
+    finally: torch.set_num_threads(before)
+
+def sparsemax_race(T: int,                       # positions
+                   B: int = 16, H: int = 4,      # batch, heads
+                   rounds: int = 5, warmup: int = 1, min_seconds: float = 0.0,  # as for `time_interleaved`
+                   device: str = 'cpu',          # where to run
+                   threads: int | None = None    # torch threads for the race (None: as they are; off a CPU, not recorded)
+                  ) -> list:
+    "One row: `evo_attention.attention.sparsemax` / `entmax.sparsemax`, forward+backward on masked scores (B, H, T, T); [] without entmax."
+    if (peer := entmax_sparsemax()) is None: return []
+    inputs = operator_inputs(B, H, T, 1, device)    # the scores and gradient of `operator_cost` (same seed)
+    fns = {name: fwd_bwd(op, [inputs['scores']], inputs['grad']) for name, op in (('entmax.sparsemax', peer), ('sparsemax', sparsemax))}
+    with torch_threads(threads):
+        n = torch.get_num_threads() if torch.device(device).type == 'cpu' else None
+        pairs = time_pairs(fns, 'entmax.sparsemax', rounds, warmup, device_clock(device), min_seconds, names=['sparsemax'])
+    detail = f'T={T}' + (f', {n} thread{"s" * (n != 1)}' if n else '')
+    return [{**row, 'threads': n, 'detail': detail} for row in timing_rows(pairs, 'entmax.sparsemax', False, kind='peer', T=T)]
 
 # %% ../nbs/09_benchmarks.ipynb #035b3a6c
 def step_genes(gene_class: type = AttentionGene  # the search space
@@ -399,18 +424,23 @@ class BenchSizes:
     search: Config = Config()       # the search protocol of the search-compute section
     search_seeds: int = 20          # searches, seeded 0, 1, ...
     cuda_steps: int = 20            # timed training steps per gene on CUDA
+    sparsemax_threads: tuple = (1, 2)  # torch threads of the sparsemax race on a CPU: each one, in every run
 
 # %% ../nbs/09_benchmarks.ipynb #b2c46c31
 QUICK = BenchSizes(rounds=11, warmup=1, model=Config(**PRESETS['quick']), search_seeds=10, cuda_steps=10)
 
 # %% ../nbs/09_benchmarks.ipynb #7ca6997d
 def operators_section(sizes: BenchSizes, device: str) -> dict:
-    "Operator cost at each T, and the largest difference between our sparsemax and entmax's."
+    "Operator cost at each T, the sparsemax race at each thread count, and the largest difference between our sparsemax and entmax's."
     out = dict(rows=[], notes=[], sparsemax_error={})
+    threads = sizes.sparsemax_threads if torch.device(device).type == 'cpu' else (None,)  # a GPU's kernels do not use them
     for T in sizes.operator_T:
         part = operator_cost(T, sizes.operator_batch, sizes.operator_heads, sizes.d_head, sizes.rounds, sizes.warmup,
                              sizes.min_seconds, device)
         out['rows'] += part['rows']; out['notes'] += part['notes']
+        for n in threads:
+            out['rows'] += sparsemax_race(T, sizes.operator_batch, sizes.operator_heads, sizes.rounds, sizes.warmup,
+                                          sizes.min_seconds, device, n)
         out['sparsemax_error'][str(T)] = sparsemax_error(T)
     return out
 
@@ -482,19 +512,19 @@ def unmeasured(sections: dict, name: str) -> str | None:
 
 # %% ../nbs/09_benchmarks.ipynb #c2a44385
 def check_sparsemax(sections: dict) -> list:
-    "Sparsemax exact, and no slower than entmax.sparsemax at each T."
+    "Sparsemax exact, and no slower than entmax.sparsemax at each T and thread count."
     if 'operators' not in sections: return [target('sparsemax exact and no slower than entmax', None, None, None, 'operators not run')]
     ops, out = sections['operators'], []
     for T, error in ops['sparsemax_error'].items():
         name = f'sparsemax exact (T={T}, float64)'
         if error is None: out.append(target(name, None, None, SPARSEMAX_TOLERANCE, 'entmax is not installed')); continue
         out.append(target(name, error <= SPARSEMAX_TOLERANCE, error, SPARSEMAX_TOLERANCE, f'max difference {error:.1e}'))
-        row = next((r for r in ops['rows'] if r['reference'] == 'entmax.sparsemax' and str(r['T']) == T), None)
-        if row is None: continue
-        ratio = row['ratio_median']
-        aim = 'the 2x aim met' if ratio <= SPARSEMAX_AIM else f'the 2x aim ({SPARSEMAX_AIM}) not met'
-        out.append(target(f'sparsemax / entmax.sparsemax (T={T})', ratio <= SPARSEMAX_SPEED, ratio, SPARSEMAX_SPEED,
-                          f'{ratio:.2f}x entmax; {aim}'))
+        for row in [r for r in ops['rows'] if r['reference'] == 'entmax.sparsemax' and str(r['T']) == T]:  # one per thread count
+            ratio, n = row['ratio_median'], row.get('threads')
+            aim = 'the 2x aim met' if ratio <= SPARSEMAX_AIM else f'the 2x aim ({SPARSEMAX_AIM}) not met'
+            where = f'T={T}' + (f', {n} thread{"s" * (n != 1)}' if n else '')
+            out.append(target(f'sparsemax / entmax.sparsemax ({where})', ratio <= SPARSEMAX_SPEED, ratio, SPARSEMAX_SPEED,
+                              f'{ratio:.2f}x entmax; {aim}'))
     return out
 
 # %% ../nbs/09_benchmarks.ipynb #6cbb5ad6
