@@ -36,8 +36,8 @@ __all__ = ['QUICK', 'SECTIONS', 'SPARSEMAX_TOLERANCE', 'SPARSEMAX_SPEED', 'SPARS
            'check_targets', 'format_section', 'format_report', 'precision_name', 'check_precisions', 'train_gene_check',
            'causality_check', 'sdpa_backend_of', 'sdpa_probe', 'compiled_step', 'timed_training', 'search_check',
            'CheckSizes', 'check_verdict', 'gene_checks', 'eager_timings', 'compile_timings', 'timing_rows_of',
-           'timing_verdicts', 'device_info', 'device_check', 'default_check_path', 'format_check', 'run_device_check',
-           'make_parser', 'main']
+           'timing_verdicts', 'device_info', 'device_check', 'default_check_path', 'format_check', 'json_safe',
+           'run_device_check', 'make_parser', 'main']
 
 # %% ../nbs/09_benchmarks.ipynb #80669201
 def device_clock(device: str  # a torch device string
@@ -956,7 +956,10 @@ def device_check(device: str,                 # where
     log('device check: a one-generation search, stopped and resumed ...')
     search = _part(results, 'search', lambda: search_check(sizes.search, rtol=1e-3 if cuda else 1e-9), seconds)
     details = dict(trained=f"{len(search.get('perplexities', {}))} candidates, best {search.get('best_gene')}",
-                   same_perplexities=f"max relative difference {search.get('max_relative_difference')}")
+                   resumed='stopped after its first candidate, then resumed; the finished one resumed too',
+                   same_genes=', '.join(search.get('perplexities', {})),
+                   same_perplexities=f"max relative difference {search.get('max_relative_difference')}",
+                   finished_unchanged='nothing trained again, the same records and scores')
     verdicts += [check_verdict(name, search.get('checks', {}).get(key, False), search.get('error') or details.get(key, ''))
                  for key, name in SEARCH_CHECKS.items()]
     if 'error' in runs: verdicts.append(check_verdict('timing: the timings ran', False, runs['error']))
@@ -996,6 +999,13 @@ def format_check(results: dict) -> str:
     verdict = f"device check: {'PASS' if not failed else 'FAIL'}, {len(results['checks']) - failed} of {len(results['checks'])} checks passed"
     return '\n'.join([head, '', *lines, '', *checks, '', verdict])
 
+def json_safe(obj):
+    "`obj` with every non-finite float (a NaN loss of a failed gene) as None, so that the JSON of a failed check can be written."
+    if isinstance(obj, float): return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict): return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)): return [json_safe(v) for v in obj]
+    return obj
+
 def run_device_check(device: str,          # where
                      out: str | None = None,  # the JSON to write (default: `default_check_path()`)
                      sizes: CheckSizes | None = None,  # as for `device_check`
@@ -1007,7 +1017,7 @@ def run_device_check(device: str,          # where
     out = out or default_check_path()
     print(format_check(results), flush=True)
     os.makedirs(os.path.dirname(out) or '.', exist_ok=True)
-    with open(out, 'w', encoding='utf-8') as f: json.dump(results, f, indent=1, allow_nan=False)
+    with open(out, 'w', encoding='utf-8') as f: json.dump(json_safe(results), f, indent=1, allow_nan=False)
     print(f'wrote {out}')
     return 0 if results['passed'] else 1
 
