@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_benchmarks.ipynb #79698964
 from __future__ import annotations
-import argparse, contextlib, gc, json, math, os, platform, random, statistics, sys, tempfile, time
+import argparse, contextlib, gc, json, math, os, platform, random, statistics, sys, tempfile, time, warnings
 from dataclasses import dataclass, asdict, replace
 from typing import Callable
 import torch
@@ -12,23 +12,32 @@ import torch.nn.functional as F
 from torch import nn
 from .config import Config
 from .genes import AttentionGene, KINDS
-from .attention import build_component, causal_mask, sparsemax
+from .attention import EvolvedAttention, build_component, causal_mask, sparsemax
 from .model import TransformerLM
-from .training import autocast_dtype, forked_rng, make_train_step
-from .evolution import Evolution, candidate_seed
+from .training import autocast, autocast_dtype, forked_rng, make_train_step
+from .evolution import Evolution, candidate_seed, comparable
 from .utils import get_device
 from .cli import PRESETS
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+from torch.utils._python_dispatch import TorchDispatchMode
 
 # %% auto #0
 __all__ = ['QUICK', 'SECTIONS', 'SPARSEMAX_TOLERANCE', 'SPARSEMAX_SPEED', 'SPARSEMAX_AIM', 'GENE_LIMIT', 'ADDITIVE_LIMIT',
-           'PEER_LIMIT', 'NOISE', 'SEARCH_LIMIT', 'TARGET_CHECKS', 'device_clock', 'time_interleaved', 'ratio_stats',
-           'time_pairs', 'timing_rows', 'fwd_bwd', 'entmax_sparsemax', 'operator_inputs', 'operator_fns',
-           'sparsemax_error', 'operator_cost', 'step_genes', 'batch_step', 'random_batch', 'step_cost', 'build_model',
-           'attention_path', 'gene_step_cost', 'PeerLM', 'peer_step_cost', 'synthetic_fitness', 'seed_trainings',
-           'search_counts', 'search_compute', 'train_flops_per_token', 'matmul_flops', 'gene_throughput',
-           'cuda_throughput', 'BenchSizes', 'operators_section', 'genes_section', 'peer_section', 'search_section',
-           'cuda_section', 'machine_info', 'run_benchmarks', 'target', 'unmeasured', 'check_sparsemax', 'check_genes',
-           'check_peer', 'check_search', 'check_targets', 'format_section', 'format_report', 'make_parser', 'main']
+           'PEER_LIMIT', 'NOISE', 'SEARCH_LIMIT', 'TARGET_CHECKS', 'CAUSAL_TOLERANCE', 'PATH_TOLERANCE',
+           'SDPA_BACKENDS', 'COMPILE_MODES', 'TINY_MODEL', 'CPU_CHECK', 'SEARCH_CHECKS', 'device_clock',
+           'time_interleaved', 'ratio_stats', 'time_pairs', 'timing_rows', 'fwd_bwd', 'entmax_sparsemax',
+           'operator_inputs', 'operator_fns', 'sparsemax_error', 'operator_cost', 'torch_threads', 'sparsemax_race',
+           'step_genes', 'batch_step', 'random_batch', 'step_cost', 'build_model', 'attention_path', 'gene_step_cost',
+           'PeerLM', 'peer_step_cost', 'synthetic_fitness', 'seed_trainings', 'search_counts', 'search_compute',
+           'train_flops_per_token', 'matmul_flops', 'gene_throughput', 'cuda_throughput', 'BenchSizes',
+           'operators_section', 'genes_section', 'peer_section', 'search_section', 'cuda_section', 'machine_info',
+           'run_benchmarks', 'target', 'unmeasured', 'check_sparsemax', 'check_genes', 'check_peer', 'check_search',
+           'check_targets', 'format_section', 'format_report', 'precision_name', 'check_precisions', 'train_gene_check',
+           'causality_check', 'sdpa_backend_of', 'sdpa_probe', 'compiled_step', 'timed_training', 'search_check',
+           'CheckSizes', 'check_verdict', 'gene_checks', 'eager_timings', 'compile_timings', 'timing_rows_of',
+           'timing_verdicts', 'device_info', 'device_check', 'default_check_path', 'format_check', 'json_safe',
+           'run_device_check', 'make_parser', 'main']
 
 # %% ../nbs/09_benchmarks.ipynb #80669201
 def device_clock(device: str  # a torch device string
@@ -161,19 +170,43 @@ def operator_cost(T: int,               # positions
                   rounds: int = 5, warmup: int = 1, min_seconds: float = 0.0,  # as for `time_interleaved`
                   device: str = 'cpu'   # where to run
                  ) -> dict:
-    "Rows: every normalization against softmax, every similarity against dot, and sparsemax against entmax's."
+    "Rows: every normalization against softmax, every similarity against dot, and entmax's sparsemax against softmax."
     inputs, timing, rows, notes = operator_inputs(B, H, T, Dh, device), (rounds, warmup, device_clock(device), min_seconds), [], []
     for kind, reference in (('normalization', 'softmax'), ('similarity', 'dot')):
         fns = operator_fns(kind, inputs, device)
         pairs = time_pairs(fns, reference, *timing)
         rows += timing_rows({n: pairs[n] for n in AttentionGene.choices(kind) if n != reference}, reference, kind=kind, T=T)
-        if 'entmax.sparsemax' in fns:  # the peer against softmax, then our sparsemax against the peer
-            race = time_pairs(fns, 'entmax.sparsemax', *timing, names=['sparsemax'])
+        if 'entmax.sparsemax' in fns:  # the peer against softmax (our sparsemax races it in `sparsemax_race`)
             rows += timing_rows({'entmax.sparsemax': pairs['entmax.sparsemax']}, reference, False, kind='peer', T=T)
-            rows += timing_rows(race, 'entmax.sparsemax', False, kind='peer', T=T)
     if entmax_sparsemax() is None: notes.append(f'T={T}: entmax is not installed, so sparsemax vs entmax.sparsemax is skipped')
     for row in rows: row['detail'] = f'T={T}'
     return dict(rows=rows, notes=notes)
+
+# %% ../nbs/09_benchmarks.ipynb #54c696fe
+@contextlib.contextmanager
+def torch_threads(n: int | None  # torch CPU threads for the block (None or 0: leave them as they are)
+                 ):
+    "Run the block on `n` torch threads, restoring the caller's count afterwards."
+    before = torch.get_num_threads()
+    if n: torch.set_num_threads(n)
+    try: yield
+    finally: torch.set_num_threads(before)
+
+def sparsemax_race(T: int,                       # positions
+                   B: int = 16, H: int = 4,      # batch, heads
+                   rounds: int = 5, warmup: int = 1, min_seconds: float = 0.0,  # as for `time_interleaved`
+                   device: str = 'cpu',          # where to run
+                   threads: int | None = None    # torch threads for the race (None: as they are; off a CPU, not recorded)
+                  ) -> list:
+    "One row: `evo_attention.attention.sparsemax` / `entmax.sparsemax`, forward+backward on masked scores (B, H, T, T); [] without entmax."
+    if (peer := entmax_sparsemax()) is None: return []
+    inputs = operator_inputs(B, H, T, 1, device)    # the scores and gradient of `operator_cost` (same seed)
+    fns = {name: fwd_bwd(op, [inputs['scores']], inputs['grad']) for name, op in (('entmax.sparsemax', peer), ('sparsemax', sparsemax))}
+    with torch_threads(threads):
+        n = torch.get_num_threads() if torch.device(device).type == 'cpu' else None
+        pairs = time_pairs(fns, 'entmax.sparsemax', rounds, warmup, device_clock(device), min_seconds, names=['sparsemax'])
+    detail = f'T={T}' + (f', {n} thread{"s" * (n != 1)}' if n else '')
+    return [{**row, 'threads': n, 'detail': detail} for row in timing_rows(pairs, 'entmax.sparsemax', False, kind='peer', T=T)]
 
 # %% ../nbs/09_benchmarks.ipynb #035b3a6c
 def step_genes(gene_class: type = AttentionGene  # the search space
@@ -399,18 +432,23 @@ class BenchSizes:
     search: Config = Config()       # the search protocol of the search-compute section
     search_seeds: int = 20          # searches, seeded 0, 1, ...
     cuda_steps: int = 20            # timed training steps per gene on CUDA
+    sparsemax_threads: tuple = (1, 2)  # torch threads of the sparsemax race on a CPU: each one, in every run
 
 # %% ../nbs/09_benchmarks.ipynb #b2c46c31
 QUICK = BenchSizes(rounds=11, warmup=1, model=Config(**PRESETS['quick']), search_seeds=10, cuda_steps=10)
 
 # %% ../nbs/09_benchmarks.ipynb #7ca6997d
 def operators_section(sizes: BenchSizes, device: str) -> dict:
-    "Operator cost at each T, and the largest difference between our sparsemax and entmax's."
+    "Operator cost at each T, the sparsemax race at each thread count, and the largest difference between our sparsemax and entmax's."
     out = dict(rows=[], notes=[], sparsemax_error={})
+    threads = sizes.sparsemax_threads if torch.device(device).type == 'cpu' else (None,)  # a GPU's kernels do not use them
     for T in sizes.operator_T:
         part = operator_cost(T, sizes.operator_batch, sizes.operator_heads, sizes.d_head, sizes.rounds, sizes.warmup,
                              sizes.min_seconds, device)
         out['rows'] += part['rows']; out['notes'] += part['notes']
+        for n in threads:
+            out['rows'] += sparsemax_race(T, sizes.operator_batch, sizes.operator_heads, sizes.rounds, sizes.warmup,
+                                          sizes.min_seconds, device, n)
         out['sparsemax_error'][str(T)] = sparsemax_error(T)
     return out
 
@@ -482,19 +520,19 @@ def unmeasured(sections: dict, name: str) -> str | None:
 
 # %% ../nbs/09_benchmarks.ipynb #c2a44385
 def check_sparsemax(sections: dict) -> list:
-    "Sparsemax exact, and no slower than entmax.sparsemax at each T."
+    "Sparsemax exact, and no slower than entmax.sparsemax at each T and thread count."
     if 'operators' not in sections: return [target('sparsemax exact and no slower than entmax', None, None, None, 'operators not run')]
     ops, out = sections['operators'], []
     for T, error in ops['sparsemax_error'].items():
         name = f'sparsemax exact (T={T}, float64)'
         if error is None: out.append(target(name, None, None, SPARSEMAX_TOLERANCE, 'entmax is not installed')); continue
         out.append(target(name, error <= SPARSEMAX_TOLERANCE, error, SPARSEMAX_TOLERANCE, f'max difference {error:.1e}'))
-        row = next((r for r in ops['rows'] if r['reference'] == 'entmax.sparsemax' and str(r['T']) == T), None)
-        if row is None: continue
-        ratio = row['ratio_median']
-        aim = 'the 2x aim met' if ratio <= SPARSEMAX_AIM else f'the 2x aim ({SPARSEMAX_AIM}) not met'
-        out.append(target(f'sparsemax / entmax.sparsemax (T={T})', ratio <= SPARSEMAX_SPEED, ratio, SPARSEMAX_SPEED,
-                          f'{ratio:.2f}x entmax; {aim}'))
+        for row in [r for r in ops['rows'] if r['reference'] == 'entmax.sparsemax' and str(r['T']) == T]:  # one per thread count
+            ratio, n = row['ratio_median'], row.get('threads')
+            aim = 'the 2x aim met' if ratio <= SPARSEMAX_AIM else f'the 2x aim ({SPARSEMAX_AIM}) not met'
+            where = f'T={T}' + (f', {n} thread{"s" * (n != 1)}' if n else '')
+            out.append(target(f'sparsemax / entmax.sparsemax ({where})', ratio <= SPARSEMAX_SPEED, ratio, SPARSEMAX_SPEED,
+                              f'{ratio:.2f}x entmax; {aim}'))
     return out
 
 # %% ../nbs/09_benchmarks.ipynb #6cbb5ad6
@@ -561,13 +599,439 @@ def format_report(results: dict) -> str:
     verdicts = ['== targets =='] + [f"{t['status']:4s}  {t['target']}: {t['reason']}" for t in results['targets']]
     return '\n\n'.join([head, *tables, '\n'.join(verdicts)])
 
+# %% ../nbs/09_benchmarks.ipynb #33d3daf3
+def precision_name(dtype: torch.dtype | None) -> str:
+    "'fp32', 'bf16' or 'fp16': the Config precision of an autocast dtype."
+    return {None: 'fp32', torch.bfloat16: 'bf16', torch.float16: 'fp16'}[dtype]
+
+def check_precisions(device: str  # a torch device string
+                    ) -> list:
+    "The Config precisions the check trains under: bf16 and fp16 from compute capability 8 on, fp16 (with a GradScaler) before; fp32 and bf16 off CUDA."
+    dev = torch.device(device)
+    if dev.type != 'cuda': return ['fp32', 'bf16']
+    return ['bf16', 'fp16'] if torch.cuda.get_device_capability(dev)[0] >= 8 else ['fp16']
+
+# %% ../nbs/09_benchmarks.ipynb #bde8240a
+def _grad_recorder(seen: list) -> Callable:
+    "An optimizer step pre-hook appending (all gradients finite, parameters without a gradient, found_inf) to `seen`, on the device."
+    def hook(opt, args, kwargs):
+        params = [p for group in opt.param_groups for p in group['params']]
+        grads = [p.grad for p in params if p.grad is not None]
+        finite = torch.stack([torch.isfinite(g).all() for g in grads]).all() if grads else torch.tensor(False)
+        seen.append((finite, len(params) - len(grads), getattr(opt, 'found_inf', None)))  # found_inf: set by a GradScaler on fused AdamW
+    return hook
+
+def train_gene_check(gene: AttentionGene,  # the attention mechanism
+                     config: Config,       # the tiny model and batch
+                     device: str,          # where
+                     precision: str,       # one of Config's PRECISIONS
+                     steps: int = 3,       # optimizer steps
+                     seed: int = 0         # weights, batch and dropout
+                    ) -> dict:
+    "`steps` steps of `make_train_step` on one batch: every loss finite, every gradient finite (a GradScaler may skip overflowed fp16 steps, but not the last), every parameter trained."
+    config, seen = replace(config, precision=precision), []
+    try:
+        model = build_model(lambda: TransformerLM(config, gene), seed, device)
+        handle = register_optimizer_step_pre_hook(_grad_recorder(seen))
+        try:
+            step = batch_step(model, config, random_batch(config, device, seed), device)
+            with forked_rng(device, seed): losses = torch.stack([step() for _ in range(steps)]).float().tolist()  # one sync, at the end
+        finally: handle.remove()
+    except Exception as e: return dict(gene=str(gene), precision=precision, ok=False, error=f'{type(e).__name__}: {e}'.split('\n')[0])
+    finite = [bool(f) for f, _, _ in seen]
+    skipped = [bool(s is not None and s.item() > 0) for _, _, s in seen]
+    missing = max((m for _, m, _ in seen), default=0)
+    grads_ok = bool(seen) and finite[-1] and all(f or s for f, s in zip(finite, skipped)) and len(seen) == steps and not skipped[-1]
+    ok = all(map(math.isfinite, losses)) and grads_ok and missing == 0
+    return dict(gene=str(gene), precision=precision, ok=ok, losses=losses, grads_finite=finite, skipped=skipped,
+                params_without_grad=missing, error=None)
+
+# %% ../nbs/09_benchmarks.ipynb #8fd509b4
+CAUSAL_TOLERANCE = 1e-3                                        # max change before t0 / max output: a leak is O(1), rounding is 0
+
+PATH_TOLERANCE = dict(fp32=1e-4, bf16=5e-2, fp16=1e-2)          # max |fused - explicit| / max output, per precision
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    "max |a - b| / max |b|, in float32."
+    return ((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-12)).item()
+
+def causality_check(gene: AttentionGene,  # the attention mechanism
+                    config: Config,       # d_model, n_heads, max_seq_len (T) and batch_size
+                    device: str, precision: str, seed: int = 0  # where, under which autocast, from which seed
+                   ) -> dict:
+    "Changing tokens t0 = T/2 onwards: the change of the outputs before t0 on the fused path (forward) and the explicit one (return_weights=True), and how far the two paths differ."
+    B, T, D = config.batch_size, config.max_seq_len, config.d_model
+    with forked_rng('cpu', seed):
+        attn = EvolvedAttention(D, config.n_heads, gene).to(device).eval()
+        x = torch.randn(B, T, D)                                                            # (B, T, D)
+        x2 = torch.cat([x[:, :T // 2], torch.randn(B, T - T // 2, D)], 1)                   # the same past, another future
+    x, x2, dtype = x.to(device), x2.to(device), autocast_dtype(device, precision)
+    with torch.no_grad(), autocast(device, dtype):
+        fused, fused2 = attn(x), attn(x2)                                                   # (B, T, D) each
+        explicit, explicit2 = attn(x, return_weights=True)[0], attn(x2, return_weights=True)[0]
+    leak = max(_rel(fused[:, :T // 2], fused2[:, :T // 2]), _rel(explicit[:, :T // 2], explicit2[:, :T // 2]))
+    seen = min(_rel(fused[:, T // 2:], fused2[:, T // 2:]), _rel(explicit[:, T // 2:], explicit2[:, T // 2:]))
+    paths = _rel(fused, explicit)
+    ok = leak <= CAUSAL_TOLERANCE and seen > CAUSAL_TOLERANCE and paths <= PATH_TOLERANCE[precision]
+    return dict(gene=str(gene), precision=precision, ok=ok, path='fused' if attn.uses_fused_kernel else 'explicit',
+                leak=leak, future_change=seen, fused_vs_explicit=paths)
+
+# %% ../nbs/09_benchmarks.ipynb #49c18d07
+SDPA_BACKENDS = ('FLASH_ATTENTION', 'EFFICIENT_ATTENTION', 'CUDNN_ATTENTION', 'MATH')  # the SDPBackend members we try
+
+_SDPA_OPS = (('flash_attention', 'FLASH_ATTENTION'), ('efficient_attention', 'EFFICIENT_ATTENTION'),
+             ('cudnn_attention', 'CUDNN_ATTENTION'), ('overrideable', 'OVERRIDEABLE'))  # aten::_scaled_dot_product_<...>
+
+class _SeenOps(TorchDispatchMode):
+    "Records the name of every aten op dispatched in its block."
+    def __init__(self): super().__init__(); self.names = set()
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(func.name())
+        return func(*args, **(kwargs or {}))
+
+def sdpa_backend_of(names: set  # aten op names seen while F.scaled_dot_product_attention ran
+                   ) -> str:
+    "The backend those ops belong to; MATH when no fused kernel ran (the math path decomposes into plain ops)."
+    fused = [backend for key, backend in _SDPA_OPS if any(n.startswith('aten::_scaled_dot_product') and key in n for n in names)]
+    return fused[0] if fused else 'MATH'
+
+def sdpa_probe(gene: AttentionGene,  # a gene on the fused path
+               config: Config,       # d_model, n_heads, max_seq_len, batch_size, dropout: the shapes of a training step
+               device: str, precision: str, seed: int = 0  # where, under which autocast, from which seed
+              ) -> dict:
+    "The SDPA backend `gene`'s attention gets by default in training (forward and backward), and which backends run it when enabled alone."
+    with forked_rng('cpu', seed):
+        attn = EvolvedAttention(config.d_model, config.n_heads, gene, dropout=config.dropout).to(device).train()
+        x = torch.randn(config.batch_size, config.max_seq_len, config.d_model)
+    x, dtype = x.to(device).requires_grad_(), autocast_dtype(device, precision)
+    def run():
+        with autocast(device, dtype): y = attn(x)
+        y.float().sum().backward()
+    with forked_rng(device, seed), warnings.catch_warnings():
+        warnings.simplefilter('ignore')              # each refused backend warns why; the refusal is what we record
+        with _SeenOps() as seen: run()
+        runs = {}
+        for name in SDPA_BACKENDS:
+            try:
+                with sdpa_kernel(getattr(SDPBackend, name)): run()
+                runs[name] = True
+            except RuntimeError: runs[name] = False
+    return dict(gene=str(gene), precision=precision, default=sdpa_backend_of(seen.names),
+                runs=[name for name in SDPA_BACKENDS if runs[name]], ok=any(runs.values()))
+
+# %% ../nbs/09_benchmarks.ipynb #b58ccd89
+COMPILE_MODES = {'default': {}, 'reduce-overhead': dict(mode='reduce-overhead'),
+                 'max-autotune-no-cudagraphs': dict(mode='max-autotune-no-cudagraphs'),
+                 'aot_eager': dict(backend='aot_eager')}  # name -> torch.compile's arguments ('aot_eager': no code generation, for a CPU)
+
+def compiled_step(model: nn.Module, config: Config, batch: tuple, device: str,  # as for `batch_step`
+                  mode: str = 'eager'  # 'eager', or a key of COMPILE_MODES
+                 ) -> Callable:
+    "`batch_step` with the forward compiled: 'default' through Config.compile (the library's own path), other modes by wrapping the model."
+    if mode == 'eager': return batch_step(model, replace(config, compile=False), batch, device)
+    if mode == 'default': return batch_step(model, replace(config, compile=True), batch, device)
+    step = batch_step(torch.compile(model, **COMPILE_MODES[mode]), replace(config, compile=False), batch, device)
+    if 'reduce-overhead' not in mode: return step
+    def graphed():
+        torch.compiler.cudagraph_mark_step_begin()   # a new iteration: the previous step's graph outputs may be overwritten
+        return step()
+    return graphed
+
+def timed_training(gene: AttentionGene,  # the attention mechanism
+                   config: Config,       # the model and batch
+                   device: str,          # where
+                   mode: str = 'eager',  # 'eager' or a key of COMPILE_MODES
+                   steps: int = 10, warmup: int = 3, seed: int = 0  # timed steps, untimed steps first (the first compiles)
+                  ) -> dict:
+    "Tokens/s of `steps` training steps, the first step's seconds (compilation included), peak memory (MiB, CUDA), attention path, FLOPs per token."
+    cuda, clock = torch.device(device).type == 'cuda', device_clock(device)
+    if cuda: gc.collect(); torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats(device)
+    start_bytes = torch.cuda.memory_allocated(device) if cuda else 0
+    try:
+        model = build_model(lambda: TransformerLM(config, gene), seed, device)
+        step = compiled_step(model, config, random_batch(config, device, seed), device, mode)
+        with forked_rng(device, seed):
+            begin = clock(); step(); first = clock() - begin
+            for _ in range(warmup - 1): step()
+            begin = clock()
+            for _ in range(steps): loss = step()     # no read-back inside the timed loop
+            seconds = clock() - begin
+            final_loss = loss.float().item()         # after the clock stopped: the last loss must be finite
+    finally:
+        if mode != 'eager': torch._dynamo.reset()   # drop the compiled graphs (and the model they hold)
+    peak = (torch.cuda.max_memory_allocated(device) - start_bytes) / 2 ** 20 if cuda else None
+    return dict(tokens_per_second=steps * config.batch_size * config.max_seq_len / seconds, first_step_seconds=first,
+                peak_mib=peak, path=attention_path(model), flops_per_token=train_flops_per_token(model), loss=final_loss)
+
+# %% ../nbs/09_benchmarks.ipynb #ac73a7c5
+def search_check(config: Config,   # a one-generation search on data='synthetic' (its checkpoint_dir is replaced)
+                 rtol: float = 1e-3  # relative difference allowed between two trainings of one gene (GPU kernels may not be bitwise reproducible)
+                ) -> dict:
+    "A real one-generation search; the same search stopped after its first candidate and resumed by a second Evolution; and a finished search resumed."
+    with tempfile.TemporaryDirectory() as folder:
+        whole_dir, split_dir = os.path.join(folder, 'whole'), os.path.join(folder, 'split')
+        start = time.perf_counter()
+        whole = Evolution.from_config(replace(config, checkpoint_dir=whole_dir), resume=False).run()
+        seconds = time.perf_counter() - start
+        def stop(event, evolution):
+            if event == 'candidate': raise KeyboardInterrupt   # as a user's Ctrl-C: the search rolls back to its last save
+        try: Evolution.from_config(replace(config, checkpoint_dir=split_dir), resume=False, callback=stop).run()
+        except KeyboardInterrupt: pass
+        resumed = Evolution.from_config(replace(config, checkpoint_dir=split_dir)).run()
+        again = Evolution.from_config(replace(config, checkpoint_dir=whole_dir)).run()   # already finished: nothing to train
+    ppl = lambda evo: {str(i.gene): i.perplexity for i in evo.cache.values()}
+    a, b = ppl(whole), ppl(resumed)
+    differences = [abs(a[g] - b[g]) / a[g] for g in a if g in b and math.isfinite(a[g]) and math.isfinite(b[g])]
+    checks = dict(
+        trained=all(i.status == 'ok' for i in whole.cache.values()) and len(whole.cache) == config.population_size,
+        resumed=resumed.resumed and again.resumed,
+        same_genes=list(a) == list(b) and [r[2] for r in whole.records] == [r[2] for r in resumed.records],
+        same_perplexities=len(differences) == len(a) and max(differences, default=0.0) <= rtol,
+        finished_unchanged=comparable(again) == comparable(whole))
+    return dict(ok=all(checks.values()), checks=checks, seconds=seconds, best_gene=whole.summary()['best_gene'],
+                perplexities=a, resumed_perplexities=b, max_relative_difference=max(differences, default=None),
+                autocast=whole.autocast)
+
+# %% ../nbs/09_benchmarks.ipynb #cae312f6
+TINY_MODEL = Config(vocab_size=64, d_model=16, n_heads=2, n_layers=1, max_seq_len=8, batch_size=2, learning_rate=1e-2)
+
+@dataclass(frozen=True)
+class CheckSizes:
+    "How much `device_check` does."
+    model: Config = Config(vocab_size=256, d_model=64, n_heads=4, n_layers=2, max_seq_len=64, batch_size=8)  # the per-gene checks' model
+    train_steps: int = 4                 # optimizer steps per gene and precision
+    all_genes_under: int | None = None   # under the first N precisions every gene is checked, under the others step_genes(); None: every gene under all
+    timing: Config = Config()            # the model and batch of the timings (the seed protocol's)
+    timing_steps: int = 20               # timed training steps per gene and mode
+    timing_warmup: int = 3               # untimed steps first (the first one compiles)
+    compile_modes: tuple = ('default', 'reduce-overhead', 'max-autotune-no-cudagraphs')  # keys of COMPILE_MODES
+    compile_genes: int | None = None     # the first N timed genes are compiled (None: all, while the budget lasts)
+    compile_budget_s: float = 120.0      # no compiled run starts after this many seconds spent compiling ...
+    deadline_s: float | None = 330.0     # ... nor after this many seconds of the whole check
+    search: Config = Config(**{**PRESETS['quick'], **dict(train_steps=40, warmup_steps=4, eval_max_batches=4, population_size=4,
+                            n_generations=1, elite_size=1, data='synthetic', progress=False)})  # the search and its resume
+    matmul_n: int = 8192                 # the matrix size of the matmul peak
+
+CPU_CHECK = CheckSizes(model=TINY_MODEL, train_steps=2, all_genes_under=1, timing=TINY_MODEL, timing_steps=2, timing_warmup=1,
+                       compile_modes=('aot_eager',), compile_genes=1, compile_budget_s=30.0,
+                       search=replace(TINY_MODEL, train_steps=5, warmup_steps=1, eval_batch_size=8, eval_max_batches=2,
+                                      population_size=3, n_generations=1, elite_size=1, data='synthetic', progress=False),
+                       matmul_n=256)
+
+# %% ../nbs/09_benchmarks.ipynb #09d91549
+def check_verdict(name: str, passed: bool, detail: str = '') -> dict:
+    "One check of the device check: PASS or FAIL, and why."
+    return dict(check=name, status='PASS' if passed else 'FAIL', detail=detail)
+
+def _guarded(fn: Callable, **ident) -> dict:
+    "fn()'s row, or a failed row naming the exception: one broken gene must not hide the others."
+    try: return fn()
+    except Exception as e: return dict(**ident, ok=False, error=f'{type(e).__name__}: {e}'.split('\n')[0])
+
+def _failures(rows: list) -> str:
+    bad = [f"{r['gene']}" + (f" ({r['error']})" if r.get('error') else '') for r in rows if not r['ok']]
+    return f"{len(rows) - len(bad)}/{len(rows)} ok" + (f"; failed: {', '.join(bad[:8])}" + (' ...' if len(bad) > 8 else '') if bad else '')
+
+def gene_checks(sizes: CheckSizes, device: str, precisions: list, log: Callable = print) -> tuple:
+    "Training, causality and SDPA rows per precision, and their verdicts."
+    rows, verdicts = dict(training=[], causality=[], sdpa=[]), []
+    cuda = torch.device(device).type == 'cuda'
+    for i, precision in enumerate(precisions):
+        every = sizes.all_genes_under is None or i < sizes.all_genes_under
+        genes = AttentionGene.search_space() if every else step_genes()
+        log(f'device check: {len(genes)} genes under {precision} ...')
+        train = [_guarded(lambda: train_gene_check(g, sizes.model, device, precision, sizes.train_steps), gene=str(g), precision=precision) for g in genes]
+        causal = [_guarded(lambda: causality_check(g, sizes.model, device, precision), gene=str(g), precision=precision) for g in genes]
+        fused = [g for g in genes if EvolvedAttention(8, 1, g).uses_fused_kernel]
+        sdpa = [_guarded(lambda: sdpa_probe(g, sizes.timing, device, precision), gene=str(g), precision=precision) for g in fused]
+        rows['training'] += train; rows['causality'] += causal; rows['sdpa'] += sdpa
+        scaler = ' with a GradScaler' if autocast_dtype(device, precision) == torch.float16 else ''
+        verdicts += [check_verdict(f'train {precision}{scaler}: finite losses and gradients, every parameter trained ({len(genes)} genes)',
+                                   all(r['ok'] for r in train), _failures(train)),
+                     check_verdict(f'causal {precision}: fused and explicit paths, and they agree ({len(genes)} genes)',
+                                   all(r['ok'] for r in causal), _failures(causal)),
+                     check_verdict(f'sdpa {precision}: some backend runs each fused gene ({len(fused)} genes)',
+                                   all(r['ok'] for r in sdpa), _failures(sdpa))]
+        if cuda:   # on a GPU the fused path must really be fused: math is the unfused fallback
+            on_math = [r['gene'] for r in sdpa if r.get('default') == 'MATH']
+            verdicts.append(check_verdict(f'sdpa {precision}: a fused kernel by default', not on_math,
+                                          f"defaults: {sorted({r.get('default') for r in sdpa})}" + (f'; MATH for {on_math[:4]}' if on_math else '')))
+    return rows, verdicts
+
+# %% ../nbs/09_benchmarks.ipynb #71db2ab6
+def _timed_run(gene, sizes, device, mode) -> dict:
+    "timed_training as a row: ok when the last loss is finite, or the error."
+    r = _guarded(lambda: {**timed_training(gene, sizes.timing, device, mode, sizes.timing_steps, sizes.timing_warmup), 'ok': True},
+                 gene=str(gene), mode=mode)
+    if r['ok']: r['ok'] = math.isfinite(r['loss'])
+    return r
+
+def eager_timings(sizes: CheckSizes, device: str) -> dict:
+    "gene -> {'eager': its timed_training row}, for every gene of step_genes()."
+    return {str(g): {'eager': _timed_run(g, sizes, device, 'eager')} for g in step_genes()}
+
+def compile_timings(runs: dict,           # from `eager_timings`, extended in place
+                    sizes: CheckSizes, device: str,
+                    budget: float,        # seconds: no compiled run starts after this much compiling
+                    log: Callable = print
+                   ) -> float:
+    "Add each compile mode's run: vanilla's modes first, then each mode on the other genes, until the budget is spent; returns the seconds spent."
+    genes = step_genes()[:sizes.compile_genes]
+    tasks = [(genes[0], m) for m in sizes.compile_modes] + [(g, m) for m in sizes.compile_modes for g in genes[1:]]
+    spent = 0.0
+    for gene, mode in tasks:
+        if spent >= budget: runs[str(gene)][mode] = dict(ok=None, skipped='compile budget spent'); continue
+        log(f'device check: {gene} compiled ({mode}) ...')
+        start = time.perf_counter()
+        runs[str(gene)][mode] = _timed_run(gene, sizes, device, mode)
+        spent += time.perf_counter() - start
+    return spent
+
+def timing_rows_of(runs: dict,           # gene -> mode -> row
+                   peak: float | None    # the matmul FLOP/s (None: no MFU)
+                  ) -> list:
+    "Per gene: every mode's row (with its MFU), the fastest mode, its speedup over eager, and the compile modes slower than eager."
+    rows = []
+    for gene, by_mode in runs.items():
+        for r in by_mode.values():
+            if r.get('ok'): r['mfu'] = r['tokens_per_second'] * r['flops_per_token'] / peak if peak else None
+        timed = {m: r['tokens_per_second'] for m, r in by_mode.items() if r.get('ok')}
+        best, eager = max(timed, key=timed.get, default=None), timed.get('eager')
+        rows.append(dict(gene=gene, modes=by_mode, fastest=best, speedup=timed[best] / eager if best and eager else None,
+                         compile_slower=[m for m in timed if m != 'eager' and eager and timed[m] < eager]))
+    return rows
+
+def timing_verdicts(rows: list) -> list:
+    "Every timed gene trains eager; every compiled run that started trains."
+    runs = [(row['gene'], m, r) for row in rows for m, r in row['modes'].items() if r.get('ok') is not None]
+    bad = lambda rs: [f"{g} {m}" + (f" ({r['error']})" if r.get('error') else '') for g, m, r in rs if not r['ok']]
+    eager_bad, compile_bad = bad([x for x in runs if x[1] == 'eager']), bad([x for x in runs if x[1] != 'eager'])
+    compiled = sum(x[1] != 'eager' for x in runs)
+    skipped = sum(r.get('skipped') is not None for row in rows for r in row['modes'].values())
+    return [check_verdict(f'timing: every timed gene trains eager ({len(rows)} genes)', not eager_bad, '; '.join(eager_bad) or 'finite losses'),
+            check_verdict(f'compile: every compiled run trains ({compiled} runs; {skipped} skipped when the budget ran out)',
+                          compiled > 0 and not compile_bad, '; '.join(compile_bad[:6]) or 'finite losses')]
+
+# %% ../nbs/09_benchmarks.ipynb #c21bbf46
+def device_info(device: str) -> dict:
+    "The device, its compute capability, and the torch, CUDA and cuDNN versions, with `machine_info`'s fields."
+    cuda = torch.device(device).type == 'cuda'
+    return dict(**machine_info(device), compute_capability='.'.join(map(str, torch.cuda.get_device_capability(device))) if cuda else None,
+                cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version() if cuda else None,
+                memory_gib=torch.cuda.get_device_properties(device).total_memory / 2 ** 30 if cuda else None)
+
+def _part(results: dict, name: str, fn: Callable, seconds: dict):
+    "results[name] = fn(), timed; a crash becomes {'error': ...} (and a FAIL) instead of ending the check."
+    start = time.perf_counter()
+    try: results[name] = fn()
+    except Exception as e: results[name] = dict(error=f'{type(e).__name__}: {e}'.split('\n')[0])
+    seconds[name] = time.perf_counter() - start
+    return results[name]
+
+SEARCH_CHECKS = dict(trained='search: one generation trains every candidate', resumed='search: a second Evolution resumes the checkpoint',
+                     same_genes='search: the resumed search scores the same genes, in order',
+                     same_perplexities='search: the resumed search gets the same perplexities',
+                     finished_unchanged='search: resuming a finished search changes nothing')
+
+def device_check(device: str,                 # where
+                 sizes: CheckSizes | None = None,  # default: CheckSizes() on CUDA, CPU_CHECK elsewhere
+                 log: Callable = print        # called with a line as each part starts
+                ) -> dict:
+    "Every check of the device: the genes under each precision, eager timings, the search and its resume, then compiled timings."
+    start, cuda = time.perf_counter(), torch.device(device).type == 'cuda'
+    sizes = sizes or (CheckSizes() if cuda else CPU_CHECK)
+    sizes = replace(sizes, search=replace(sizes.search, device=device))
+    precisions, seconds, verdicts = check_precisions(device), {}, []
+    results = dict(kind='device_check', machine=device_info(device), sizes=asdict(sizes), precisions=precisions)
+    genes = _part(results, 'genes', lambda: gene_checks(sizes, device, precisions, log), seconds)
+    if 'error' in genes: verdicts.append(check_verdict('genes: the per-gene checks ran', False, genes['error']))
+    else: results['genes'], verdicts = genes
+    dtype = autocast_dtype(device, sizes.timing.precision)
+    log(f'device check: matmul peak and {len(step_genes())} genes timed eager ...')
+    peak = _part(results, 'matmul_flops', lambda: matmul_flops(device, dtype, n=sizes.matmul_n) if cuda else None, seconds)
+    if isinstance(peak, dict): verdicts.append(check_verdict('timing: the matmul peak was measured', False, peak['error']))
+    else: results.pop('matmul_flops')                                        # kept in results['timing']
+    peak = peak if isinstance(peak, float) else None
+    runs = _part(results, 'timing', lambda: eager_timings(sizes, device), seconds)
+    log('device check: a one-generation search, stopped and resumed ...')
+    search = _part(results, 'search', lambda: search_check(sizes.search, rtol=1e-3 if cuda else 1e-9), seconds)
+    details = dict(trained=f"{len(search.get('perplexities', {}))} candidates, best {search.get('best_gene')}",
+                   resumed='stopped after its first candidate, then resumed; the finished one resumed too',
+                   same_genes=', '.join(search.get('perplexities', {})),
+                   same_perplexities=f"max relative difference {search.get('max_relative_difference')}",
+                   finished_unchanged='nothing trained again, the same records and scores')
+    verdicts += [check_verdict(name, search.get('checks', {}).get(key, False), search.get('error') or details.get(key, ''))
+                 for key, name in SEARCH_CHECKS.items()]
+    if 'error' in runs: verdicts.append(check_verdict('timing: the timings ran', False, runs['error']))
+    else:
+        left = sizes.compile_budget_s if sizes.deadline_s is None else min(sizes.compile_budget_s, sizes.deadline_s - (time.perf_counter() - start))
+        seconds['compile'] = compile_timings(runs, sizes, device, left, log)
+        results['timing'] = dict(rows=timing_rows_of(runs, peak), dtype=precision_name(dtype), matmul_flops=peak)
+        verdicts += timing_verdicts(results['timing']['rows'])
+    results.update(checks=verdicts, passed=all(v['status'] == 'PASS' for v in verdicts), seconds=seconds,
+                   seconds_total=time.perf_counter() - start)
+    return results
+
+# %% ../nbs/09_benchmarks.ipynb #d2fb5c48
+def default_check_path() -> str:
+    "nbs/bench/device_check.json from the repository root (next to the recorded benchmarks), else device_check.json here."
+    return os.path.join('nbs', 'bench', 'device_check.json') if os.path.isdir(os.path.join('nbs', 'bench')) and os.path.isfile('settings.ini') else 'device_check.json'
+
+def _num(x, fmt: str) -> str: return '-' if x is None else format(x, fmt)
+
+def format_check(results: dict) -> str:
+    "The device check as text: the machine, the timings, every check with PASS or FAIL, and the verdict."
+    m, t = results['machine'], results['timing']
+    sm = f", sm {m['compute_capability']}" if m['compute_capability'] else ''
+    head = (f"evo-attention device check on {m['device']} ({m['device_name']}{sm}), torch {m['torch']}, CUDA {m['cuda']}; "
+            f"precisions {', '.join(results['precisions'])}; {results['seconds_total']:.0f}s")
+    default = {r['gene']: r.get('default') for r in results['genes'].get('sdpa', []) if r['precision'] == results['precisions'][0]}
+    lines = [f"timing ({t.get('dtype')}; matmul peak {_num(t.get('matmul_flops') and t['matmul_flops'] / 1e12, '.0f')} TFLOP/s):",
+             f"  {'gene':38s} {'path':8s} {'sdpa':19s} {'eager tok/s':>12s} {'peak MiB':>9s} {'MFU':>6s}  fastest (x eager)"]
+    for row in t.get('rows', []):
+        e = row['modes']['eager']
+        fastest = f"{row['fastest']} ({_num(row['speedup'], '.2f')}x)" if row['fastest'] else 'none'
+        slower = f"; slower: {', '.join(row['compile_slower'])}" if row['compile_slower'] else ''
+        lines.append(f"  {row['gene']:38s} {e.get('path', '-'):8s} {default.get(row['gene']) or '-':19s} {_num(e.get('tokens_per_second'), ',.0f'):>12s} "
+                     f"{_num(e.get('peak_mib'), ',.0f'):>9s} {_num(e.get('mfu'), '.1%'):>6s}  {fastest}{slower}")
+    checks = [f"{c['status']}  {c['check']}: {c['detail']}" for c in results['checks']]
+    failed = sum(c['status'] != 'PASS' for c in results['checks'])
+    verdict = f"device check: {'PASS' if not failed else 'FAIL'}, {len(results['checks']) - failed} of {len(results['checks'])} checks passed"
+    return '\n'.join([head, '', *lines, '', *checks, '', verdict])
+
+def json_safe(obj):
+    "`obj` with every non-finite float (a NaN loss of a failed gene) as None, so that the JSON of a failed check can be written."
+    if isinstance(obj, float): return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict): return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)): return [json_safe(v) for v in obj]
+    return obj
+
+def run_device_check(device: str,          # where
+                     out: str | None = None,  # the JSON to write (default: `default_check_path()`)
+                     sizes: CheckSizes | None = None,  # as for `device_check`
+                     log: Callable | None = None  # progress lines (default: to stderr)
+                    ) -> int:
+    "`evo-attention bench --device-check`: run the check, print its summary, write its JSON; 0 if every check passed, else 1."
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    results = device_check(device, sizes, log)
+    out = out or default_check_path()
+    print(format_check(results), flush=True)
+    os.makedirs(os.path.dirname(out) or '.', exist_ok=True)
+    with open(out, 'w', encoding='utf-8') as f: json.dump(json_safe(results), f, indent=1, allow_nan=False)
+    print(f'wrote {out}')
+    return 0 if results['passed'] else 1
+
 # %% ../nbs/09_benchmarks.ipynb #03e99ff0
 def make_parser() -> argparse.ArgumentParser:
     "The `evo-attention bench` argument parser."
     p = argparse.ArgumentParser(prog='evo-attention bench', description='Time every gene, side by side, and check the targets.')
     p.add_argument('--quick', action='store_true', help="the quick preset's model, fewer rounds and searches: minutes on a CPU")
     p.add_argument('--device', default='auto', help="'auto' (cuda, then mps, then cpu) or a torch device string")
-    p.add_argument('--out', default='bench.json', help='where to write the results as JSON (default: bench.json)')
+    p.add_argument('--out', default=None, help='where to write the results as JSON (default: bench.json; with --device-check, '
+                                               'nbs/bench/device_check.json from the repository root, else device_check.json)')
+    p.add_argument('--device-check', action='store_true',
+                   help='check the device instead: every gene trained and causal under its precisions, SDPA backends, eager and '
+                        'compiled timings, a search and its resume; exits 1 if any check fails')
     p.add_argument('--only', nargs='+', choices=list(SECTIONS), metavar='SECTION',
                    help=f'run only these sections, of {", ".join(SECTIONS)}')
     p.add_argument('--threads', type=int, default=1,
@@ -578,13 +1042,15 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list | None = None,             # arguments after `bench` (default: sys.argv[1:])
          sizes: BenchSizes | None = None       # overrides the sizes --quick chooses (for tests)
         ) -> int:
-    "Run `evo-attention bench`; returns the exit status."
+    "Run `evo-attention bench` (or its `--device-check`); returns the exit status."
     args = make_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
-    sizes, device, threads = sizes or (QUICK if args.quick else BenchSizes()), get_device(args.device), torch.get_num_threads()
-    if args.threads > 0: torch.set_num_threads(args.threads)
-    try: results = run_benchmarks(args.only, sizes, device, log=lambda line: print(line, file=sys.stderr, flush=True))
-    finally: torch.set_num_threads(threads)
+    device = get_device(args.device)
+    with torch_threads(args.threads or None):   # 0: torch's own choice
+        if args.device_check: return run_device_check(device, args.out)
+        sizes = sizes or (QUICK if args.quick else BenchSizes())
+        results = run_benchmarks(args.only, sizes, device, log=lambda line: print(line, file=sys.stderr, flush=True))
+    out = args.out or 'bench.json'
     print(format_report(results), flush=True)
-    with open(args.out, 'w', encoding='utf-8') as f: json.dump(results, f, indent=1, allow_nan=False)
-    print(f'wrote {args.out}')
+    with open(out, 'w', encoding='utf-8') as f: json.dump(results, f, indent=1, allow_nan=False)
+    print(f'wrote {out}')
     return 0
