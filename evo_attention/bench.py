@@ -17,7 +17,7 @@ from .model import TransformerLM
 from .training import autocast, autocast_dtype, forked_rng, make_train_step
 from .evolution import Evolution, candidate_seed, comparable
 from .utils import get_device
-from .cli import PRESETS
+from .config import PRESETS
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
