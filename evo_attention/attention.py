@@ -13,13 +13,13 @@ from torch import nn
 from .genes import AttentionGene, KINDS
 
 # %% auto #0
-__all__ = ['REGISTRIES', 'SIMILARITIES', 'NORMALIZATIONS', 'GATINGS', 'TEMPERATURES', 'FIXED_BETAS', 'RELU_NORM_EPS',
-           'HIGHWAY_BIAS', 'causal_mask', 'inverse_sqrt', 'register_similarity', 'register_normalization',
-           'register_temperature', 'register_gating', 'build_component', 'check_registered', 'same_features', 'dot',
-           'Multiplicative', 'additive_beta', 'Additive', 'unit_features', 'cosine', 'FixedTemperature',
-           'LearnedTemperature', 'AdaptiveTemperature', 'softmax', 'sparsemax', 'relu_norm', 'sigmoid', 'topk_softmax',
-           'Gating', 'InputGate', 'OutputGate', 'Highway', 'OriginalHighway', 'can_use_fused_kernel',
-           'EvolvedAttention']
+__all__ = ['REGISTRIES', 'SIMILARITIES', 'NORMALIZATIONS', 'GATINGS', 'TEMPERATURES', 'FIXED_BETAS', 'SPARSEMAX_BLOCK',
+           'SPARSEMAX_METHODS', 'RELU_NORM_EPS', 'HIGHWAY_BIAS', 'causal_mask', 'inverse_sqrt', 'register_similarity',
+           'register_normalization', 'register_temperature', 'register_gating', 'build_component', 'check_registered',
+           'same_features', 'dot', 'Multiplicative', 'additive_beta', 'Additive', 'unit_features', 'cosine',
+           'FixedTemperature', 'LearnedTemperature', 'AdaptiveTemperature', 'softmax', 'sparsemax_method', 'sparsemax',
+           'relu_norm', 'sigmoid', 'topk_softmax', 'Gating', 'InputGate', 'OutputGate', 'Highway', 'OriginalHighway',
+           'can_use_fused_kernel', 'EvolvedAttention']
 
 # %% ../nbs/01_attention.ipynb #aa4aa77b
 def causal_mask(T: int,           # positions
@@ -263,35 +263,77 @@ def softmax(scores: torch.Tensor  # masked scores (B, H, T, T)
     return scores.softmax(-1)
 
 # %% ../nbs/01_attention.ipynb #82cbf0a5
-def _sparsemax_newton(z: torch.Tensor  # rows (..., n) with maximum 0 and entries >= -2
-                     ) -> tuple:
-    "relu(z - tau) with sum 1, (..., n), and its support size, (..., 1): Newton steps on tau from tau = -1."
-    tau = z.new_full(z.shape[:-1] + (1,), -1.0)  # (..., 1): f(tau) >= 0 here, the maximum alone contributes 1
-    size = None
-    for _ in range(z.shape[-1] + 1):             # the support shrinks at every step, so at most n + 1 steps
-        weights = (z - tau).relu_()               # (..., n): relu(z - tau), positive on the support S
-        new_size = weights.sign().sum(-1, keepdim=True)  # (..., 1): |S| (sign() is faster than a comparison)
-        if size is not None and torch.equal(new_size, size): break  # S is stable: tau is exact
-        size = new_size
-        tau = torch.maximum(tau, tau + (weights.sum(-1, keepdim=True) - 1) / size)  # = (sum_S z - 1) / |S|
-    return weights, size
+_IEEE = {torch.float32: (torch.int32, 23, 127), torch.float64: (torch.int64, 52, 1023)}  # bits dtype, mantissa bits, bias
+SPARSEMAX_BLOCK = 1 << 20  # values per block of rows in the bisection: a block and its scratch stay in cache
+
+def _bisection_plan(n: int, dtype: torch.dtype) -> tuple:
+    "(integer dtype, bits of the lower bound 2**-k <= 1/n, number of halvings K with 2**K >= bits(1) - bits(2**-k))."
+    itype, mantissa, bias = _IEEE[dtype]
+    k = max(1, (n - 1).bit_length())             # 2**k >= n, so 2**-k <= 1/n <= theta*
+    return itype, (bias - k) << mantissa, mantissa + (k - 1).bit_length()
+
+def _sparsemax_bisect_rows(u: torch.Tensor,    # (r, n): distances below the row maximum, >= 0, +inf where masked
+                           out: torch.Tensor,  # (r, n): receives relu(theta* - u)
+                           buf: torch.Tensor   # (r, n): scratch
+                          ) -> torch.Tensor:
+    "Write relu(theta* - u), whose rows sum to 1, into `out`; return the support sizes (r, 1)."
+    n = u.shape[-1]
+    itype, start, steps = _bisection_plan(n, u.dtype)
+    a = torch.full(u.shape[:-1] + (1,), start, dtype=itype, device=u.device)  # (r, 1) bits with f(theta(a)) <= 0
+    for j in reversed(range(steps)):                 # a fixed count: theta* stays in [theta(a), theta(a + 2**(j+1))]
+        mid = a + (1 << j)                                                    # (r, 1)
+        theta = mid.view(u.dtype)                                             # (r, 1)
+        s = torch.clamp(u, max=theta, out=buf).sum(-1, keepdim=True)          # (r, 1): sum of min(u, theta)
+        a = torch.where(torch.sub(s, theta, alpha=n) > -1, mid, a)            # f(theta) = n theta - s - 1 < 0: go up
+    theta_b = (a + 1).view(u.dtype)                  # (r, 1): no float lies strictly between theta(a) and theta_b
+    w = torch.sub(theta_b, u, out=buf).relu_()                                # (r, n)
+    excess = w.sum(-1, keepdim=True) - 1                                      # (r, 1): f(theta_b) >= 0
+    size = w.sign_().sum(-1, keepdim=True)                                    # (r, 1): the support size
+    torch.sub(theta_b - excess / size, u, out=out).relu_()                    # one Newton step: exact
+    return size
+
+def _sparsemax_bisect(z: torch.Tensor) -> tuple:
+    "(weights (..., n), support sizes (..., 1)) of z (..., n), by bisection, one block of rows at a time."
+    n = z.shape[-1]
+    u = (z.amax(-1, keepdim=True) - z).reshape(-1, n)                        # (rows, n)
+    weights, buf = torch.empty_like(u), torch.empty_like(u[:max(1, SPARSEMAX_BLOCK // n)])
+    step = buf.shape[0]
+    size = torch.cat([_sparsemax_bisect_rows(u[i:i + step], weights[i:i + step], buf[:u[i:i + step].shape[0]])
+                      for i in range(0, u.shape[0], step)])                   # a loop over the shape, not the data
+    return weights.view(z.shape), size.view(z.shape[:-1] + (1,))
+
+def _sparsemax_sort(z: torch.Tensor) -> tuple:
+    "(weights (..., n), None) of z (..., n): tau = max_j (sum of the j largest - 1) / j, from one sort."
+    top = torch.sort(z, dim=-1, descending=True).values                     # (..., n)
+    m = top[..., :1].clone()                                                # (..., 1) the row maximum
+    top.sub_(m).cumsum_(-1)                                                 # (..., n) shifted cumulative sums
+    r = 1 / torch.arange(1, z.shape[-1] + 1, dtype=z.dtype, device=z.device)  # (n,) 1/j
+    tau = torch.addcmul(-r, top, r).amax(-1, keepdim=True)                  # (..., 1)
+    return (z - (m + tau)).relu_(), None
+
+SPARSEMAX_METHODS = {'bisect': _sparsemax_bisect, 'sort': _sparsemax_sort}
+
+def sparsemax_method(z: torch.Tensor) -> str:
+    "'sort' on a CPU running several threads (outside torch.compile), else 'bisect': the faster of two exact methods there."
+    several = z.is_cpu and torch.get_num_threads() > 1 and not torch.compiler.is_compiling()
+    return 'sort' if several else 'bisect'
 
 # %% ../nbs/01_attention.ipynb #5c457599
 class _Sparsemax(torch.autograd.Function):
     "Sparsemax over the last dimension, with its exact (support-mask) gradient."
     @staticmethod
-    def forward(ctx, scores):
-        z = (scores - scores.amax(-1, keepdim=True)).clamp_(min=-2)  # shift-invariant; below -1 never in the support
-        weights, size = _sparsemax_newton(z)
+    def forward(ctx, z, method):                                # z: (..., n), float32 or float64
+        weights, size = SPARSEMAX_METHODS[method](z)
         ctx.save_for_backward(weights, size)
         return weights
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx, grad):                                    # grad: (..., n)
         weights, size = ctx.saved_tensors
-        support = weights.sign()                                   # 1 on the support, 0 elsewhere
-        grad_mean = (grad * support).sum(-1, keepdim=True) / size  # mean of the gradient over the support
-        return (grad - grad_mean).mul_(support)
+        support = weights.sign()                                              # (..., n): 1 on the support, else 0
+        size = support.sum(-1, keepdim=True) if size is None else size        # (..., 1)
+        g = grad * support
+        return g.addcmul_(support, g.sum(-1, keepdim=True) / size, value=-1), None  # support * (grad - its mean)
 
 # %% ../nbs/01_attention.ipynb #e176c9ed
 @register_normalization('sparsemax')
@@ -300,7 +342,7 @@ def sparsemax(scores: torch.Tensor,  # any shape; masked entries -inf, each slic
              ) -> torch.Tensor:
     "The Euclidean projection of `scores` onto the probability simplex along `dim`; computed in float32 at least."
     z = _at_least_fp32(scores).transpose(dim, -1)
-    return _Sparsemax.apply(z).transpose(dim, -1).to(scores.dtype)
+    return _Sparsemax.apply(z, sparsemax_method(z)).transpose(dim, -1).to(scores.dtype)
 
 # %% ../nbs/01_attention.ipynb #be7c50e1
 RELU_NORM_EPS = 1e-6  # rows whose positive mass is below this fraction of their largest |score| fade to zero

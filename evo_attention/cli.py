@@ -131,6 +131,7 @@ def evolve(args: argparse.Namespace) -> int:
             listed.add(generation)
             for line in _elite_lines(evolution, generation): tqdm.write(line, file=sys.stdout)
         tqdm.write(_candidate_line(evolution), file=sys.stdout)
+        sys.stdout.flush()   # a pipe is block-buffered: a closed reader must be noticed now, not at exit
     train_loader, eval_loader = get_dataloaders_for(config)
     evo = Evolution(config, train_loader, eval_loader, resume=not args.fresh, recover=args.recover,
                     retry=('oom', 'error') if args.retry_failed else (), callback=report)

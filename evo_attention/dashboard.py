@@ -16,9 +16,9 @@ from .evolution import Evolution
 from .viz import plot_evolution, plot_attention, leaderboard, train_gene
 
 # %% auto #0
-__all__ = ['MODEL_SIZES', 'DATASETS', 'DEVICES', 'STATES', 'DATA_FIELDS', 'size_name', 'make_controls', 'warmup_for',
-           'config_from_values', 'make_component_boxes', 'ticked_gene_class', 'EvolutionDashboard', 'leaderboard_of',
-           'figure_png', 'table_html', 'default_text']
+__all__ = ['MODEL_SIZES', 'DATASETS', 'DEVICES', 'STATES', 'size_name', 'make_controls', 'warmup_for', 'config_from_values',
+           'make_component_boxes', 'ticked_gene_class', 'EvolutionDashboard', 'leaderboard_of', 'figure_png',
+           'table_html', 'default_text']
 
 # %% ../nbs/07_dashboard.ipynb #5d7bb21b
 MODEL_SIZES = {  # name -> the model fields it sets
@@ -60,9 +60,9 @@ def make_controls(config: Config  # the values to show
         checkpoint_dir=widgets.Text(value=config.checkpoint_dir, description='checkpoints', style=_STYLE))
 
 # %% ../nbs/07_dashboard.ipynb #53c3b02f
-def warmup_for(steps: int, base_warmup: int) -> int:
-    "`base_warmup` if it fits in `steps`, else a tenth of `steps`."
-    return base_warmup if base_warmup <= steps else steps // 10
+def warmup_for(steps: int, base_warmup: int | None) -> int | None:
+    "`base_warmup` if it fits in `steps` (None, the default, is a tenth of any `steps`), else a tenth of `steps`."
+    return base_warmup if base_warmup is None or base_warmup <= steps else steps // 10
 
 def config_from_values(values: dict,  # {control name: value}, as `make_controls` names them
                        base: Config   # every other field
@@ -185,12 +185,10 @@ def _search(self, restart: bool) -> Evolution:
     self.evolution = evolution
     return evolution
 
-DATA_FIELDS = ('data', 'vocab_size', 'max_seq_len', 'batch_size', 'eval_batch_size', 'seed', 'device')  # what the loaders depend on
-
 def _loaders(self, config: Config) -> tuple:
-    "`get_dataloaders_for(config)`, built once per data setting."
-    from evo_attention.data import get_dataloaders_for  # imported here: a search with an evaluate_fn needs no data
-    key = tuple(getattr(config, f) for f in DATA_FIELDS)
+    "`get_dataloaders_for(config)`, built once per data setting (keyed on the very arguments that call passes on)."
+    from evo_attention.data import get_dataloaders_for, loader_arguments  # a search with an evaluate_fn needs no data
+    key = tuple(sorted(loader_arguments(config).items()))
     if key != self._data_key: self._data, self._data_key = get_dataloaders_for(config), key
     return self._data
 
