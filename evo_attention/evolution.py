@@ -5,7 +5,7 @@
 # %% ../nbs/05_evolution.ipynb #c95ff39d
 from __future__ import annotations
 import errno, hashlib, json, math, numbers, os, random, socket, sys, tempfile, time, traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -284,8 +284,8 @@ RUN_FIELDS = ('device', 'progress', 'checkpoint_dir', 'n_generations', 'data')  
 FACTS = ('device_type', 'autocast', 'data')  # measured when a search runs; a resume must measure the same
 
 def _resolved(config: dict) -> dict:
-    "A saved config with its derived fields filled in (a warmup of None is a tenth of the steps)."
-    d = dict(config)
+    "A saved config with its derived fields filled in (a warmup of None is a tenth of the steps), and fields it predates at their defaults."
+    d = {**{f.name: f.default for f in fields(Config)}, **config}
     if d.get('warmup_steps') is None and isinstance(d.get('train_steps'), int): d['warmup_steps'] = int(d['train_steps'] * WARMUP_FRACTION)
     return d
 
