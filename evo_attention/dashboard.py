@@ -81,7 +81,9 @@ def config_from_values(values: dict,  # {control name: value}, as `make_controls
 def make_component_boxes(gene_class: type = AttentionGene  # the largest search space offered
                         ) -> dict:
     "A ticked checkbox per component value of `gene_class`: {kind: {value: Checkbox}}."
-    return {kind: {value: widgets.Checkbox(value=True, description=value, indent=False) for value in values}
+    box = lambda value: widgets.Checkbox(value=True, description=value, indent=False,
+                                         layout=widgets.Layout(width='auto'))  # ipywidgets 7's fixed width scrolls in a column
+    return {kind: {value: box(value) for value in values}
             for kind, values in search_space_of(gene_class).items()}
 
 def ticked_gene_class(gene_class: type,  # the largest search space offered
@@ -362,7 +364,7 @@ def _layout(self) -> widgets.Widget:
     column = lambda *names: widgets.VBox([c[name] for name in names])
     settings = widgets.HBox([column('population_size', 'n_generations', 'train_steps', 'model_size', 'seed'),
                              column('data', 'data_dir', 'device', 'checkpoint_dir')])
-    space = widgets.HBox([widgets.VBox([widgets.HTML(f'<b>{kind}</b>'), *row.values()])
+    space = widgets.HBox([widgets.VBox([widgets.HTML(f'<b>{kind}</b>'), *row.values()], layout=widgets.Layout(margin='0 24px 0 0'))
                           for kind, row in self.component_boxes.items()])
     search = widgets.VBox([settings, space, widgets.HBox([self.run_button, self.restart_button]), self.progress,
                            self.message, self.plot, self.table])
