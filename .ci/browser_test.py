@@ -136,7 +136,7 @@ class Check:
     "One flavour's walk through the dashboard."
     def __init__(self, flavour: str, driver, server: Server, shots: Path):
         self.flavour, self.driver, self.server, self.shots, self.stage = flavour, driver, server, shots, 0
-        self.console, self.ignored, self.levels = [], [], {}
+        self.console, self.ignored, self.levels, self.warnings = [], [], {}, []
 
     # --- finding things
     def find(self, css: str):
@@ -183,6 +183,7 @@ class Check:
     def check_console(self):
         for entry in self.driver.get_log('browser'):
             self.levels[entry['level']] = self.levels.get(entry['level'], 0) + 1
+            if entry['level'] == 'WARNING': self.warnings.append(entry['message'])
             if entry['level'] not in ('SEVERE', 'ERROR'): continue
             reason = next((why for pattern, why in IGNORED.items() if re.search(pattern, entry['message'], re.I)), None)
             if reason: self.ignored.append((entry['message'], reason))
@@ -341,6 +342,7 @@ def run_flavour(flavour: str, venv: Path, shots: Path, timeout: float) -> bool:
         if server is not None: server.stop()
     if check is not None:
         print(f'    {flavour}: browser console entries by level: {check.levels or "none"}; {len(check.ignored)} ignored')
+        for message in check.warnings: print(f'    console warning (not an error, shown for the record): {message[:300]}')
         for message, reason in check.ignored: print(f'    ignored console entry ({reason}): {message}')
     if ok:
         print(f'  passed  {flavour} in {time.time() - start:.0f}s', flush=True)
