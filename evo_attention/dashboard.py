@@ -5,6 +5,7 @@
 # %% ../nbs/07_dashboard.ipynb #a314bc24
 from __future__ import annotations
 import html, io, math
+from pathlib import Path
 from dataclasses import replace
 from typing import Callable
 import ipywidgets as widgets
@@ -12,13 +13,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from .config import Config
 from .genes import AttentionGene, search_space_of
-from .evolution import Evolution
+from .evolution import Evolution, CheckpointError, read_checkpoint
 from .viz import plot_evolution, plot_attention, leaderboard, train_gene
 
 # %% auto #0
-__all__ = ['MODEL_SIZES', 'DATASETS', 'DEVICES', 'STATES', 'size_name', 'make_controls', 'warmup_for', 'config_from_values',
-           'make_component_boxes', 'ticked_gene_class', 'EvolutionDashboard', 'leaderboard_of', 'figure_png',
-           'table_html', 'default_text']
+__all__ = ['MODEL_SIZES', 'DATASETS', 'DEVICES', 'STATES', 'PLOT_DPI', 'SCREEN_DPI', 'NUMERIC_COLUMNS', 'BUTTON_WORDS',
+           'size_name', 'make_controls', 'warmup_for', 'config_from_values', 'make_component_boxes',
+           'ticked_gene_class', 'EvolutionDashboard', 'leaderboard_of', 'figure_png', 'show_figure', 'table_html',
+           'for_buttons', 'error_html', 'saved_search', 'default_text']
 
 # %% ../nbs/07_dashboard.ipynb #5d7bb21b
 MODEL_SIZES = {  # name -> the model fields it sets
@@ -79,7 +81,9 @@ def config_from_values(values: dict,  # {control name: value}, as `make_controls
 def make_component_boxes(gene_class: type = AttentionGene  # the largest search space offered
                         ) -> dict:
     "A ticked checkbox per component value of `gene_class`: {kind: {value: Checkbox}}."
-    return {kind: {value: widgets.Checkbox(value=True, description=value, indent=False) for value in values}
+    box = lambda value: widgets.Checkbox(value=True, description=value, indent=False,
+                                         layout=widgets.Layout(width='auto'))  # ipywidgets 7's fixed width scrolls in a column
+    return {kind: {value: box(value) for value in values}
             for kind, values in search_space_of(gene_class).items()}
 
 def ticked_gene_class(gene_class: type,  # the largest search space offered
@@ -99,6 +103,7 @@ class EvolutionDashboard:
         self.base_config, self.evaluate_fn, self.base_gene_class = config or Config(), evaluate_fn, gene_class
         self.controls, self.component_boxes = make_controls(self.base_config), make_component_boxes(gene_class)
         self.evolution, self.state, self.error = None, 'idle', None  # the search; one of STATES; what went wrong
+        self.saved = None  # the folder's search, shown after a refused resume in a dashboard that has none of its own
         self.top_genes, self.evolution_figure, self.attention_figure = leaderboard_of(None), None, None
         self.models, self._data, self._data_key, self._budget = {}, None, None, None  # trained viewer models; cached loaders
         self._make_views()
@@ -111,21 +116,46 @@ class EvolutionDashboard:
     def gene_class(self) -> type: return ticked_gene_class(self.base_gene_class, self.component_boxes)
 
 # %% ../nbs/07_dashboard.ipynb #9263084a
+PLOT_DPI, SCREEN_DPI = 144, 96  # PNG pixels per inch of figure; CSS pixels per inch the image is shown at
+
 def leaderboard_of(evolution: Evolution | None) -> pd.DataFrame:
     "The dashboard's table: `viz.leaderboard` of the 10 best genes (empty before a search)."
     if evolution is None: return pd.DataFrame(columns=['gene', 'perplexity', 'vs_vanilla', 'generation', 'status', 'seconds'])
     return leaderboard(evolution, k=10)
 
-def figure_png(fig: plt.Figure) -> bytes:
+def figure_png(fig: plt.Figure, dpi: int = PLOT_DPI) -> bytes:
     "`fig` as PNG bytes, for an `Image` widget."
     buffer = io.BytesIO()
-    fig.savefig(buffer, format='png', dpi=72)  # the figures' constrained layouts keep everything inside
+    fig.savefig(buffer, format='png', dpi=dpi)  # the figures' constrained layouts keep everything inside
     return buffer.getvalue()
 
+def show_figure(image: widgets.Image, fig: plt.Figure | None):
+    "Put `fig` into `image`, shown at the figure's size (at most the output's width); None hides the image."
+    if fig is None:
+        image.layout.display = 'none'
+        return
+    image.value = figure_png(fig)
+    image.layout.width, image.layout.max_width = f'{fig.get_figwidth() * SCREEN_DPI:.0f}px', '100%'
+    image.layout.height, image.layout.display = 'auto', None
+
+NUMERIC_COLUMNS = ('perplexity', 'vs_vanilla', 'generation', 'seconds')  # right-aligned; the others left-aligned
+_CELL = 'padding: 3px 10px; text-align: {}; white-space: nowrap; border: none;'
+
 def table_html(table: pd.DataFrame) -> str:
-    "The leaderboard as an HTML table with readable numbers."
+    "The leaderboard as an HTML table with readable numbers and its own styles: a header row, padding, one alignment per column."
     percent = lambda x: '' if pd.isna(x) else f'{x:+.1%}'
-    return table.to_html(formatters=dict(perplexity='{:.2f}'.format, vs_vanilla=percent, seconds='{:.1f}'.format), border=0)
+    formats = dict(perplexity=lambda x: '' if pd.isna(x) else f'{x:.2f}', vs_vanilla=percent,
+                   seconds=lambda x: '' if pd.isna(x) else f'{x:.1f}')
+    columns = [table.index.name or '', *table.columns]
+    align = lambda column: 'right' if column in NUMERIC_COLUMNS or column == columns[0] else 'left'
+    head = ''.join(f'<th style="{_CELL.format(align(c))} font-weight: bold; border-bottom: 1px solid #999;">{html.escape(str(c))}</th>'
+                   for c in columns)
+    def row(rank, values):
+        cells = [rank, *(formats.get(c, str)(v) for c, v in zip(table.columns, values))]
+        return '<tr>' + ''.join(f'<td style="{_CELL.format(align(c))}">{html.escape(str(v))}</td>' for c, v in zip(columns, cells)) + '</tr>'
+    body = ''.join(row(rank, values) for rank, values in zip(table.index, table.itertuples(index=False)))
+    return (f'<table style="border-collapse: collapse; border: none; font-size: 13px; font-variant-numeric: tabular-nums;">'
+            f'<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
 
 # %% ../nbs/07_dashboard.ipynb #9cb79677
 def _make_views(self):
@@ -134,7 +164,8 @@ def _make_views(self):
     self.restart_button = widgets.Button(description='Start over', tooltip='a new search; the old checkpoint is moved aside')
     self.progress = widgets.IntProgress(value=0, min=0, max=1, description='members', style=_STYLE)
     self.message, self.table, self.viewer_message = widgets.HTML(value=self.describe()), widgets.HTML(), widgets.HTML()
-    self.plot, self.attention_image = widgets.Image(format='png'), widgets.Image(format='png')
+    hidden = lambda: widgets.Layout(display='none')  # until there is a picture: an empty image is a broken-image icon
+    self.plot, self.attention_image = widgets.Image(format='png', layout=hidden()), widgets.Image(format='png', layout=hidden())
     self.gene_picker = widgets.Dropdown(options=[], description='gene', style=_STYLE, layout=widgets.Layout(width='28em'))
     self.steps_box = widgets.BoundedIntText(value=min(300, self.base_config.train_steps), min=1, max=10**9,
                                             description='retrain steps', style=_STYLE)
@@ -144,17 +175,35 @@ def _make_views(self):
     self.run_button.on_click(lambda _: self._guarded(self.run, self.message))
     self.restart_button.on_click(lambda _: self._guarded(lambda: self.run(restart=True), self.message))
     self.show_button.on_click(lambda _: self._guarded(self.show_attention, self.viewer_message))
+    for name in ('progress', 'message', 'table', 'plot', 'gene_picker', 'steps_box', 'viewer_message', 'attention_image'):
+        getattr(self, name).add_class('evo-' + name.replace('_', '-'))  # a stable handle for pages and browser tests
     folder = self.controls['data_dir']
     self.controls['data'].observe(lambda change: setattr(folder, 'disabled', change['new'] != 'folder'), 'value')
 
 EvolutionDashboard._make_views = _make_views
 
 # %% ../nbs/07_dashboard.ipynb #54e77149
+BUTTON_WORDS = {  # advice for code -> the same for the dashboard's buttons (applied to HTML-escaped text)
+    'pass resume=False to start over': 'press <b>Start over</b>',
+    'use another checkpoint_dir': 'use another <b>checkpoints</b> folder',
+}
+
+def for_buttons(text: str) -> str:
+    "`text`, HTML-escaped, with the library's advice for code put in terms of the dashboard's buttons."
+    text = html.escape(text)
+    for code, button in BUTTON_WORDS.items(): text = text.replace(code, button)
+    return text
+
+def error_html(error: str) -> str:
+    "An error ('Name: text') for the message line."
+    name, _, text = error.partition(': ')
+    return f'<b style="color:#b00">{html.escape(name)}</b>: {for_buttons(text)}'
+
 def _guarded(self, action: Callable,       # what the button does
              message: widgets.HTML):       # where an error is shown
     "Call `action` for a button, showing an exception in `message` instead of losing it."
     try: action()
-    except Exception as e: message.value = f'<b style="color:#b00">{type(e).__name__}</b>: {html.escape(str(e))}'
+    except Exception as e: message.value = error_html(f'{type(e).__name__}: {e}')
 
 EvolutionDashboard._guarded = _guarded
 
@@ -201,13 +250,16 @@ def _run(self, max_candidates: int | None = None,  # pause after scoring this ma
     "Run or resume the search the controls describe, redrawing after every member; returns `state`."
     if max_candidates is not None and max_candidates < 1:
         raise ValueError(f'max_candidates must be positive or None, got {max_candidates}')
-    self.state, self.error, self._budget = 'running', None, max_candidates
+    self.state, self.error, self._budget, previous = 'running', None, max_candidates, self.evolution
     try:
         self._search(restart).run()
         self.state = 'done'
     except KeyboardInterrupt: self.state = 'stopped'  # the notebook's stop button; Evolution saved the search
     except _Pause: self.state = 'paused'
     except Exception as e:
+        if isinstance(e, CheckpointError) and not self.evolution._started:  # the folder's checkpoint was refused: nothing ran
+            self.evolution = previous
+            if previous is None: self.saved = saved_search(self.config, self.base_gene_class)
         self.state, self.error = 'error', f'{type(e).__name__}: {e}'
         raise
     finally: self.refresh()
@@ -215,36 +267,53 @@ def _run(self, max_candidates: int | None = None,  # pause after scoring this ma
 
 EvolutionDashboard.run = _run
 
+# %% ../nbs/07_dashboard.ipynb #75349516
+def saved_search(config: Config,                 # its checkpoint_dir is read
+                 gene_class: type = AttentionGene  # the largest search space (the saved one is a part of it)
+                ) -> Evolution | None:
+    "The search saved in `config.checkpoint_dir`, loaded to be shown (never run), or None if there is none readable."
+    path = Path(config.checkpoint_dir) / 'search_state.json'
+    try: state = read_checkpoint(path, path.with_name('search_state.prev.json'))
+    except (OSError, CheckpointError): return None
+    try:
+        saved = replace(Config.from_dict(state['config']), checkpoint_dir=config.checkpoint_dir)
+        evolution = Evolution(saved, evaluate_fn=_not_run, gene_class=gene_class.with_choices(**state['search_space']))
+        evolution.load_state_dict(state)
+    except Exception: return None  # a checkpoint of another version or space: nothing to show
+    return evolution
+
+def _not_run(gene, config):
+    raise RuntimeError('a search loaded by saved_search is only looked at: run it with its own settings instead')
+
 # %% ../nbs/07_dashboard.ipynb #330bb281
 def _refresh(self):
-    "Redraw the message, progress bar, evolution plot, leaderboard and gene list from `evolution`."
-    evolution = self.evolution
+    "Redraw the message, progress bar, evolution plot, leaderboard and gene list from `evolution` (or the saved search)."
+    evolution = self.evolution if self.evolution is not None else self.saved
     self.message.value = self.describe()
     if evolution is None: return
     self.progress.max = evolution.config.population_size * evolution.config.n_generations
     self.progress.value = len(evolution.records)
     fig = plot_evolution(evolution)
-    self.plot.value, self.evolution_figure = figure_png(fig), fig
+    show_figure(self.plot, fig); self.evolution_figure = fig
     plt.close(fig)  # drawn once, into the widget: not again by the notebook
     self.top_genes = leaderboard_of(evolution)
     self.table.value = table_html(self.top_genes)
     self._list_genes(evolution.leaderboard())
 
 def _list_genes(self, trained: pd.DataFrame):
-    "Offer every gene trained without failure in the viewer's picker, best first, keeping the current pick."
+    "Offer every gene trained without failure in the viewer's picker, best first; when the list changes, pick the best."
     options = [(f'{g}  ({p:.2f})', g) for g, p, s in zip(trained.gene, trained.perplexity, trained.status) if s == 'ok']
-    if options == [tuple(o) for o in self.gene_picker.options]: return
-    picked = self.gene_picker.value
+    if options == [tuple(o) for o in self.gene_picker.options]: return  # nothing new: keep the user's pick
     self.gene_picker.options = options
-    if picked in [g for _, g in options]: self.gene_picker.value = picked
+    self.gene_picker.index = 0 if options else None  # ipywidgets 7 would keep its first pick, and 8 may pick nothing
 
 EvolutionDashboard.refresh, EvolutionDashboard._list_genes = _refresh, _list_genes
 
 # %% ../nbs/07_dashboard.ipynb #e39f172f
 def _describe(self) -> str:
     "The message line: what the search is doing, how far it is, its best gene and where it is saved."
-    evolution = self.evolution
-    if self.state == 'error': return f'<b style="color:#b00">Error</b>: {html.escape(self.error)}'
+    evolution = self.evolution if self.evolution is not None else self.saved
+    if self.state == 'error': return error_html(self.error)
     if evolution is None: return ("Set the search up, then press <b>Run / Resume</b>. Stop it with the notebook's interrupt (■, "
                                   'or Runtime → Interrupt execution in Colab): it is saved after every candidate, and Run / Resume continues it.')
     n, total = len(evolution.records), evolution.config.population_size * evolution.config.n_generations
@@ -270,7 +339,8 @@ def _show_attention(self, gene: str | None = None,  # a gene string; None: the o
                    ) -> plt.Figure:
     "Train `gene` briefly with the search's settings (once), draw its attention on `text`, and return the figure."
     gene = gene or self.gene_picker.value
-    if gene is None: raise ValueError('there is no gene to show yet: run the search, or pass gene=')
+    if gene is None: raise ValueError('there is no gene to show yet: press Run / Resume on the Search tab, '
+                                      'then pick one of the genes it scored')
     steps = self.steps_box.value
     config = replace(self.config, train_steps=steps, warmup_steps=warmup_for(steps, self.config.warmup_steps))
     train_loader, eval_loader = self.loaders(config)
@@ -278,7 +348,7 @@ def _show_attention(self, gene: str | None = None,  # a gene string; None: the o
         self.models[gene, config] = train_gene(self.base_gene_class.from_string(gene), train_loader, eval_loader, config)
     text = text or self.text_box.value or default_text(eval_loader, min(24, config.max_seq_len))
     fig = plot_attention(self.models[gene, config], text, train_loader.dataset.vocab)
-    self.attention_image.value, self.attention_figure = figure_png(fig), fig
+    show_figure(self.attention_image, fig); self.attention_figure = fig
     plt.close(fig)
     self.viewer_message.value = f'{html.escape(gene)} after {steps} training steps'
     return fig
@@ -292,7 +362,7 @@ def _layout(self) -> widgets.Widget:
     column = lambda *names: widgets.VBox([c[name] for name in names])
     settings = widgets.HBox([column('population_size', 'n_generations', 'train_steps', 'model_size', 'seed'),
                              column('data', 'data_dir', 'device', 'checkpoint_dir')])
-    space = widgets.HBox([widgets.VBox([widgets.HTML(f'<b>{kind}</b>'), *row.values()])
+    space = widgets.HBox([widgets.VBox([widgets.HTML(f'<b>{kind}</b>'), *row.values()], layout=widgets.Layout(margin='0 24px 0 0'))
                           for kind, row in self.component_boxes.items()])
     search = widgets.VBox([settings, space, widgets.HBox([self.run_button, self.restart_button]), self.progress,
                            self.message, self.plot, self.table])
