@@ -252,6 +252,7 @@ def _read(path: Path) -> dict:
     "The state in `path`, or a CheckpointError saying why it is unusable."
     try: return decode_checkpoint(Path(path).read_text(encoding='utf-8'))
     except UnicodeDecodeError as e: raise CheckpointError(f'it is not text ({e.reason})') from None
+    except FileNotFoundError: raise CheckpointError('it is missing') from None
 
 def read_checkpoint(path: Path,    # the checkpoint to read
                     backup: Path,  # the previous good state
@@ -487,7 +488,7 @@ def _resume_from(self, path: Path):
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f'The checkpoint {path} cannot be used: {e!r}', ('start_over', 'other_folder')) from e
     self._saved_text, self.resumed = encode_checkpoint(state), True
-    if self.recover and state != _try_read(path): self.save()   # the backup becomes the checkpoint again
+    if self.recover and state != _try_read(path): write_atomic(path, self._saved_text)   # the backup becomes the checkpoint again
 
 def _try_read(path: Path) -> dict | None:
     try: return _read(path)
