@@ -8,9 +8,10 @@ import json, os, re
 from dataclasses import dataclass, asdict, fields, replace
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'WARMUP_FRACTION', 'PRESETS', 'PRESET_ALIASES', 'Config', 'preset']
+__all__ = ['COMPILE_MODES', 'PRECISIONS', 'WARMUP_FRACTION', 'PRESETS', 'PRESET_ALIASES', 'Config', 'preset']
 
 # %% ../nbs/01a_config.ipynb #b11f1d38
+COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')  # torch.compile's modes
 PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')  # 'auto': fp16 on pre-Ampere GPUs (T4), bf16 from Ampere on, fp32 on CPU
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Config:
     dropout: float = 0.1           # dropout on attention weights and residual branches
     # training
     batch_size: int = 32           # training windows per step B
-    eval_batch_size: int = 64      # windows per evaluation batch
+    eval_batch_size: int | None = 64  # windows per evaluation batch (None: as many as a quarter of the free GPU memory holds)
     learning_rate: float = 3e-4    # peak AdamW learning rate, reached after warmup
     train_steps: int = 5000        # optimizer steps per candidate
     warmup_steps: int | None = None  # linear warmup steps, then cosine decay (None: a tenth of train_steps, see `warmup`)
@@ -34,6 +35,7 @@ class Config:
     grad_clip: float = 1.0         # clip the global gradient norm to this
     precision: str = 'auto'        # autocast dtype, one of PRECISIONS
     compile: bool = False          # torch.compile each candidate (pays off for long trainings on a GPU)
+    compile_mode: str = 'default'  # torch.compile's mode, one of COMPILE_MODES: the device check times each
     eval_max_batches: int | None = None  # evaluate on the first batches only (None: the whole split, exact)
     # search
     population_size: int = 12      # genes per generation
@@ -61,7 +63,7 @@ def _check(ok: bool, field: str, message: str):
 
 def _validate(self: Config):
     "Raise a ValueError naming the first field with an invalid value."
-    for name in ('vocab_size', 'd_model', 'n_heads', 'n_layers', 'max_seq_len', 'batch_size', 'eval_batch_size',
+    for name in ('vocab_size', 'd_model', 'n_heads', 'n_layers', 'max_seq_len', 'batch_size',
                  'train_steps', 'population_size', 'n_generations'):
         value = getattr(self, name)
         _check(isinstance(value, int) and not isinstance(value, bool) and value > 0, name, f"must be a positive integer, got {value!r}")
@@ -75,6 +77,9 @@ def _validate(self: Config):
     for name in ('learning_rate', 'grad_clip'):
         _check(getattr(self, name) > 0, name, f"must be positive, got {getattr(self, name)}")
     _check(self.weight_decay >= 0, 'weight_decay', f"must be non-negative, got {self.weight_decay}")
+    _check(self.eval_batch_size is None or (isinstance(self.eval_batch_size, int) and self.eval_batch_size > 0), 'eval_batch_size',
+           f"must be None (as many as fit) or a positive integer, got {self.eval_batch_size!r}")
+    _check(self.compile_mode in COMPILE_MODES, 'compile_mode', f"must be one of {list(COMPILE_MODES)}, got {self.compile_mode!r}")
     _check(self.precision in PRECISIONS, 'precision', f"must be one of {list(PRECISIONS)}, got {self.precision!r}")
     _check(self.eval_max_batches is None or self.eval_max_batches > 0, 'eval_max_batches', 'must be None or positive')
     _check(isinstance(self.data, str) and bool(self.data), 'data', "must be 'wikitext', 'synthetic' or a folder path")

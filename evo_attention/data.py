@@ -14,11 +14,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 # %% auto #0
 __all__ = ['UNK', 'EOS', 'UNK_ID', 'EOS_ID', 'SPLITS', 'SPLIT_FILES', 'HUB_DATASET', 'OFFLINE_HELP', 'CACHE_VERSION', 'COPY',
-           'COPY_ID', 'N_SPECIAL', 'MIN_SYNTHETIC_VOCAB', 'tokenize', 'build_vocab', 'encode_tokens', 'encode',
-           'decode', 'split_name', 'find_split_files', 'download_wikitext', 'cache_root', 'cache_path', 'save_atomic',
-           'read_cache', 'load_wikitext', 'SyntheticLanguage', 'unigram_entropy', 'bigram_entropy', 'TokenWindows',
-           'RandomWindows', 'eval_batches', 'make_loaders', 'get_dataloaders', 'loader_arguments',
-           'get_dataloaders_for', 'fingerprint']
+           'COPY_ID', 'N_SPECIAL', 'MIN_SYNTHETIC_VOCAB', 'DEFAULT_EVAL_BATCH', 'tokenize', 'build_vocab',
+           'encode_tokens', 'encode', 'decode', 'split_name', 'find_split_files', 'download_wikitext', 'cache_root',
+           'cache_path', 'save_atomic', 'read_cache', 'load_wikitext', 'SyntheticLanguage', 'unigram_entropy',
+           'bigram_entropy', 'TokenWindows', 'RandomWindows', 'eval_batches', 'make_loaders', 'get_dataloaders',
+           'eval_batch_for', 'loader_arguments', 'get_dataloaders_for', 'fingerprint']
 
 # %% ../nbs/03_data.ipynb #bae2e699
 UNK, EOS = '<unk>', '<eos>'  # the two special tokens of every vocabulary
@@ -401,12 +401,24 @@ def get_dataloaders(vocab_size: int | None,  # total vocabulary entries (special
     return make_loaders(train, evals, batch_size, eval_batch_size, seed=seed, device=device, train_windows=train_windows)
 
 # %% ../nbs/03_data.ipynb #d1aa0a08
+DEFAULT_EVAL_BATCH = 64  # evaluation windows per batch off CUDA when config.eval_batch_size is None
+
+def eval_batch_for(config  # an `evo_attention.config.Config`
+                  ) -> int:
+    "`config.eval_batch_size`, or (None) as many windows as a quarter of the free GPU memory holds (64 off CUDA)."
+    if config.eval_batch_size is not None: return config.eval_batch_size
+    if not _uses_cuda(config.device): return DEFAULT_EVAL_BATCH
+    device = torch.device('cuda' if config.device == 'auto' else config.device)
+    free, _ = torch.cuda.mem_get_info(device)
+    per_window = 3 * 4 * config.max_seq_len * config.vocab_size   # fp32 logits, and two tensors of their size in the loss
+    return max(1, int(free // 4 // per_window))
+
 def loader_arguments(config,    # an `evo_attention.config.Config`
                      **options  # more keyword arguments of `get_dataloaders` (train_split, cache_dir, ...)
                     ) -> dict:
     "The keyword arguments of `get_dataloaders` that `get_dataloaders_for(config, **options)` passes: what its loaders depend on."
     return dict(vocab_size=config.vocab_size, max_seq_len=config.max_seq_len, batch_size=config.batch_size,
-                eval_batch_size=config.eval_batch_size, use_wikitext=config.data != 'synthetic',
+                eval_batch_size=eval_batch_for(config), use_wikitext=config.data != 'synthetic',
                 data_dir=None if config.data in ('wikitext', 'synthetic') else config.data, seed=config.seed,
                 device=config.device, **{'train_split': config.train_split, **options})
 

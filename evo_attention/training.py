@@ -56,14 +56,16 @@ def decayed_parameters(model: torch.nn.Module) -> list:
         decayed |= {id(p) for name, p in module.named_parameters(recurse=False) if name in weights}
     return [name for name, p in model.named_parameters() if id(p) in decayed]
 
-def make_optimizer(model: torch.nn.Module, config: Config, device: str) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, config: Config, device: str,
+                   fused: bool | None = None  # the fused AdamW kernel (None: on CUDA only)
+                  ) -> torch.optim.AdamW:
     "AdamW with weight decay on the weights only (`decayed_parameters`); fused on CUDA."
     named = dict(model.named_parameters())
     decayed = {id(named[name]) for name in decayed_parameters(model)}
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [dict(params=[p for p in params if id(p) in decayed], weight_decay=config.weight_decay),
               dict(params=[p for p in params if id(p) not in decayed], weight_decay=0.0)]
-    fused = torch.device(device).type == 'cuda'
+    fused = torch.device(device).type == 'cuda' if fused is None else fused
     return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.95), fused=fused)
 
 # %% ../nbs/04_training.ipynb #9e36374a
@@ -120,17 +122,18 @@ def _batches(loader):
 
 # %% ../nbs/04_training.ipynb #4b66f643
 def make_train_step(model: torch.nn.Module,  # model(x, y) -> (logits, loss), already on `device`
-                    config: Config,          # precision, compile, learning_rate, weight_decay, grad_clip
-                    device: str              # where the model lives
+                    config: Config,          # precision, compile, compile_mode, learning_rate, weight_decay, grad_clip
+                    device: str,             # where the model lives
+                    fused: bool | None = None  # as for `make_optimizer`
                    ):
     "A function step(x, y, lr) -> loss doing one optimizer step of `model` on a batch."
     dtype = autocast_dtype(device, config.precision)
     if dtype == torch.float16 and torch.device(device).type == 'cpu':
         warnings.warn("precision='fp16' on a CPU is emulated and runs several times slower than 'bf16' or 'fp32'; "
                       "fp16 is for pre-Ampere GPUs such as the T4", stacklevel=2)
-    opt = make_optimizer(model, config, device)
+    opt = make_optimizer(model, config, device, fused)
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=dtype == torch.float16)
-    forward = torch.compile(model) if config.compile else model
+    forward = torch.compile(model, mode=config.compile_mode) if config.compile else model
     def step(x, y, lr: float):
         for group in opt.param_groups: group['lr'] = lr
         with autocast(device, dtype):
