@@ -194,13 +194,30 @@ class Check:
     def run_all(self):
         if self.flavour == 'lab':
             wait('the notebook to open', lambda: self.find('.jp-Notebook .jp-Cell'), 180)
-            wait('the kernel to be idle', self.lab_idle, 180)
-            self.lab_menu('Run', 'Run All Cells')
+            for attempt in range(3):  # a 'Select Kernel' dialog can swallow the first Run All on a slow start
+                wait('the kernel to be idle', lambda: self.accept_dialogs() or self.lab_idle(), 180)
+                self.lab_menu('Run', 'Run All Cells')
+                try: return wait('the cell to start', lambda: self.accept_dialogs() or self.lab_started(), 60)
+                except Failure:
+                    if attempt == 2: raise
         else:
             wait('the notebook to open', lambda: self.driver.execute_script(
                 'return !!(window.Jupyter && Jupyter.notebook && Jupyter.notebook.kernel && Jupyter.notebook.kernel.is_connected())'), 180)
             self.driver.find_element(By.CSS_SELECTOR, '#celllink').click()
             wait('Run All', lambda: self.find('#run_all_cells a'), 30).click()
+
+    def accept_dialogs(self) -> bool:
+        "Accept JupyterLab's 'Select Kernel' dialog (its default, Python 3), if it is open; False (so polling goes on)."
+        for dialog in self.driver.find_elements(By.CSS_SELECTOR, '.jp-Dialog'):
+            if 'Select Kernel' in dialog.text:
+                dialog.find_element(By.CSS_SELECTOR, '.jp-Dialog-button.jp-mod-accept').click()
+                print(f'    {self.flavour}: accepted the Select Kernel dialog', flush=True)
+        return False
+
+    def lab_started(self) -> bool:
+        "Whether the cell has run or is running: its prompt shows [*] or a number."
+        prompt = self.find('.jp-Notebook .jp-Cell .jp-InputPrompt')
+        return bool(prompt is not None and re.search(r'\[[*\d]+\]', prompt.text))
 
     def lab_menu(self, menu: str, item: str):
         "Click `item` in JupyterLab's menu `menu`."
