@@ -72,7 +72,9 @@ def plot_evolution(evo: Evolution  # a search, finished or not
     best = evo.leaderboard(1)
     title = 'nothing scored yet' if best.empty else f'best: {best.gene[0]} ({best.perplexity[0]:.2f})'
     ax.set(xlabel='generation', ylabel=perplexity_label(evo.config), title=title)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    last = int(results.generation.max()) if len(results) else 0
+    ax.set_xlim(-0.5, last + 0.5)                              # whole generations, even for the first one alone
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # never fractional ticks
     if len(results): ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1))
     return fig
 
