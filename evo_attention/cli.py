@@ -12,8 +12,8 @@ from .config import Config, PRECISIONS, PRESETS, PRESET_ALIASES, preset
 from .genes import AttentionGene
 
 # %% auto #0
-__all__ = ['SEARCH_FIELDS', 'FIELD_HELP', 'config_from_args', 'leaderboard_text', 'check_writable', 'Stopped', 'evolve',
-           'baseline', 'cli_words', 'make_parser', 'main']
+__all__ = ['SEARCH_FIELDS', 'FIELD_HELP', 'config_from_args', 'leaderboard_text', 'UnwritableFolder', 'check_writable', 'Stopped',
+           'evolve', 'baseline', 'cli_words', 'make_parser', 'main']
 
 # %% ../nbs/08_cli.ipynb #f80ba578
 SEARCH_FIELDS = ('population_size', 'n_generations', 'elite_size', 'mutation_rate', 'crossover_rate', 'include_baseline',
@@ -85,15 +85,18 @@ def leaderboard_text(evolution, k: int = 10  # rows
         lines.append(f'{r.rank:4d}  {r.gene[:44]:44s} {ppl}  {r.status:8s} {r.generation:3d} {params} {r.seconds:8.1f}')
     return '\n'.join(lines)
 
+class UnwritableFolder(OSError):
+    "A folder the run must write cannot be written (found before anything ran)."
+
 def check_writable(*folders) -> None:
-    "Create each folder and write a file in it, or raise an OSError naming the folder."
+    "Create each folder and write a file in it, or raise UnwritableFolder naming the folder."
     for folder in map(Path, folders):
-        if folder.exists() and not folder.is_dir(): raise NotADirectoryError(f'{folder} is a file, not a folder')
+        if folder.exists() and not folder.is_dir(): raise UnwritableFolder(f'{folder} is a file, not a folder')
         try:
             folder.mkdir(parents=True, exist_ok=True)
             probe = folder / f'.write-test-{os.getpid()}'
             probe.write_text('ok'); probe.unlink()
-        except OSError as e: raise OSError(e.errno, f'{folder} is not writable ({e.strerror})') from None
+        except OSError as e: raise UnwritableFolder(f'{folder} is not writable ({e.strerror})') from None
 
 # %% ../nbs/08_cli.ipynb #0e1af64f
 class Stopped(KeyboardInterrupt):
@@ -122,7 +125,7 @@ def evolve(args: argparse.Namespace) -> int:
     if args.checkpoint_dir is None: config = replace(config, checkpoint_dir=str(Path(args.out) / 'checkpoints'))
     check_writable(args.out, config.checkpoint_dir)
     try: check_writable(cache_root())
-    except OSError as e: warnings.warn(f'{e.strerror}: tokenised data will not be cached')
+    except UnwritableFolder as e: warnings.warn(f'{e}: tokenised data will not be cached')
     listed = set()  # generations whose elites are listed
     def report(event, evolution):
         if event != 'candidate' or args.quiet: return
@@ -185,6 +188,7 @@ def _run_verb(verb: str, args: argparse.Namespace) -> int:
         except OSError: pass
         return 1
     except CheckpointError as e: _say(verb, cli_words(e.message('cli'))); return 2
+    except UnwritableFolder as e: _say(verb, str(e)); return 2            # found before anything ran: nothing to save
     except (ConnectionError, FileNotFoundError, NotADirectoryError, ValueError) as e: _say(verb, cli_words(str(e))); return 2
     except OSError as e: _say(verb, f"{e.strerror or e}{f': {e.filename}' if e.filename else ''}{saved}"); return 1
     except RuntimeError as e:
