@@ -18,11 +18,35 @@ from .outcomes import STATUSES, blames_environment, failure_status, is_fatal_dev
 
 # %% auto #0
 __all__ = ['MAX_TRIES', 'CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'READABLE_VERSIONS', 'ACTIONS', 'ACTION_NOTE', 'RUN_FIELDS',
-           'FACTS', 'LOCK_NAME', 'EVENTS', 'RESULT_COLUMNS', 'LEADERBOARD_COLUMNS', 'Individual', 'read_outcome',
-           'evaluate_gene', 'train_candidate', 'initial_genes', 'breed_child', 'next_genes', 'rng_state_to_json',
-           'rng_from_json', 'CheckpointError', 'encode_checkpoint', 'decode_checkpoint', 'write_atomic',
-           'read_checkpoint', 'move_aside', 'search_differences', 'SearchLocked', 'acquire_lock', 'release_lock',
-           'Evolution', 'comparable']
+           'FACTS', 'LOCK_NAME', 'EVENTS', 'RESULT_COLUMNS', 'LEADERBOARD_COLUMNS', 'ToyLandscape', 'Individual',
+           'read_outcome', 'evaluate_gene', 'train_candidate', 'initial_genes', 'breed_child', 'next_genes',
+           'rng_state_to_json', 'rng_from_json', 'CheckpointError', 'encode_checkpoint', 'decode_checkpoint',
+           'write_atomic', 'read_checkpoint', 'move_aside', 'search_differences', 'SearchLocked', 'acquire_lock',
+           'release_lock', 'Evolution', 'comparable']
+
+# %% ../nbs/05_evolution.ipynb #799b85f7
+class ToyLandscape:
+    "A made-up fitness, evaluate_fn(gene, config) -> perplexity: 20 + a cost per component value + a per-gene jitter."
+    COST = dict(dot=4, multiplicative=2, additive=3, cosine=0, softmax=3, sparsemax=0, relu_norm=5, sigmoid=6,
+                none=2, input_gate=3, output_gate=0, highway=1, fixed=2, learned=0, adaptive=1)
+
+    def __init__(self, cost: dict | None = None,  # perplexity points per component value; None: `COST`
+                 jitter: float = 0.0,             # standard deviation of a per-gene offset, fixed by the gene
+                 failures: bool = True):          # additive with sigmoid raises, relu_norm with fixed diverges
+        self.cost, self.jitter, self.failures = dict(self.COST if cost is None else cost), jitter, failures
+        self.calls = []  # every gene it was asked to "train", in order
+
+    def perplexity(self, gene) -> float:
+        "The gene's score, failures aside."
+        offset = random.Random(str(gene)).gauss(0, self.jitter) if self.jitter else 0.0
+        return 20.0 + sum(self.cost[getattr(gene, kind)] for kind in KINDS) + offset
+
+    def __call__(self, gene, config) -> dict:
+        self.calls.append(str(gene))
+        if self.failures and gene.similarity == 'additive' and gene.normalization == 'sigmoid': raise RuntimeError('scores overflow')
+        if self.failures and gene.normalization == 'relu_norm' and gene.temperature == 'fixed':
+            return dict(perplexity=math.nan, status='diverged')
+        return dict(perplexity=self.perplexity(gene))
 
 # %% ../nbs/05_evolution.ipynb #a77646f9
 @dataclass(frozen=True)
