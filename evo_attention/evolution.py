@@ -684,7 +684,7 @@ def comparable(evolution: Evolution) -> dict:
 # %% ../nbs/05_evolution.ipynb #721eac3d
 RESULT_COLUMNS = ('generation', 'gene', 'source', 'perplexity', 'fitness', 'train_loss', 'status', 'first_generation',
                   'n_params', 'seconds', 'error', 'trained_as')
-LEADERBOARD_COLUMNS = ('rank', 'gene', 'perplexity', 'train_loss', 'status', 'generation', 'n_params', 'seconds', 'error')
+LEADERBOARD_COLUMNS = ('rank', 'gene', 'perplexity', 'vs_vanilla', 'train_loss', 'status', 'generation', 'n_params', 'seconds', 'error')
 
 def _results(self) -> pd.DataFrame:
     "One row per member of every generation: how it was scored ('trained', 'cached', 'elite') and its scores."
@@ -695,14 +695,22 @@ def _results(self) -> pd.DataFrame:
                     seconds=i.seconds, error=i.error, trained_as=None if str(i.gene) == key else str(i.gene))
     return pd.DataFrame([row(*r) for r in self.records], columns=list(RESULT_COLUMNS))
 
+def _baseline_perplexity(self) -> float | None:
+    "Vanilla attention's perplexity in this search; None if it was not scored, or failed."
+    vanilla = _baseline_of(self.gene_class)
+    baseline = None if vanilla is None else self.cache.get(self._cache_key(vanilla))
+    return None if baseline is None else _finite_or_none(baseline.perplexity)
+
 def _leaderboard(self, k: int | None = None  # how many rows; None: every gene trained
                 ) -> pd.DataFrame:
-    "The distinct genes scored so far, best first."
-    ranked = sorted(self.cache.values(), key=lambda i: i.perplexity)[:k]
-    return pd.DataFrame([dict(rank=r, gene=str(i.gene), perplexity=i.perplexity, train_loss=i.train_loss, status=i.status,
-                              generation=i.generation, n_params=i.n_params, seconds=i.seconds, error=i.error)
+    "The distinct genes scored so far, best first; `vs_vanilla` is the relative change against vanilla's perplexity."
+    ranked, baseline = sorted(self.cache.values(), key=lambda i: i.perplexity)[:k], self.baseline_perplexity
+    vs = lambda p: p / baseline - 1 if baseline and math.isfinite(p) else math.nan
+    return pd.DataFrame([dict(rank=r, gene=str(i.gene), perplexity=i.perplexity, vs_vanilla=vs(i.perplexity), train_loss=i.train_loss,
+                              status=i.status, generation=i.generation, n_params=i.n_params, seconds=i.seconds, error=i.error)
                          for r, i in enumerate(ranked, 1)], columns=list(LEADERBOARD_COLUMNS))
 
+Evolution.baseline_perplexity = property(_baseline_perplexity)
 Evolution.results, Evolution.leaderboard = _results, _leaderboard
 
 # %% ../nbs/05_evolution.ipynb #89850ed7
@@ -710,12 +718,10 @@ def _summary(self) -> dict:
     "The content of final_results.json: best gene, its perplexity and generation, history, top 5, baseline."
     if not self.cache: raise ValueError('nothing has been scored yet: call run() first')
     ranked = sorted(self.cache.values(), key=lambda i: i.perplexity)
-    vanilla = _baseline_of(self.gene_class)
-    baseline = None if vanilla is None else self.cache.get(self._cache_key(vanilla))
     return dict(best_gene=str(ranked[0].gene), best_perplexity=_finite_or_none(ranked[0].perplexity),
                 best_generation=ranked[0].generation, history=[dict(h) for h in self.history],
                 top_5=[i.to_dict() for i in ranked[:5]],
-                baseline_perplexity=None if baseline is None else _finite_or_none(baseline.perplexity),
+                baseline_perplexity=self.baseline_perplexity,
                 config={**self.config.to_dict(), 'n_generations': max(self.config.n_generations, len(self.history))})
 
 Evolution.summary = _summary
