@@ -4,13 +4,14 @@
 
 # %% ../nbs/03_data.ipynb #9d2f7957
 from __future__ import annotations
-import hashlib, math, os, tempfile, warnings
+import hashlib, io, math, os, warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+from .files import write_atomic
 
 # %% auto #0
 __all__ = ['UNK', 'EOS', 'UNK_ID', 'EOS_ID', 'SPLITS', 'SPLIT_FILES', 'HUB_DATASET', 'OFFLINE_HELP', 'CACHE_VERSION', 'COPY',
@@ -131,14 +132,11 @@ def cache_path(name: str,     # readable prefix of the file name
     return Path(root).expanduser() / f'{name}-{digest}.pt'
 
 def save_atomic(obj, path: Path):
-    "`torch.save` `obj` to `path` through a temporary file, so `path` is either complete or absent."
+    "`torch.save` `obj` to `path` whole or not at all (`write_atomic` of [02a_files](02a_files.ipynb))."
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f: torch.save(obj, f)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name): os.remove(tmp_name)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_atomic(path, buffer.getvalue())
 
 # %% ../nbs/03_data.ipynb #7158021c
 def read_cache(path: Path) -> dict | None:
