@@ -56,14 +56,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return preset(args.preset, **given)
 
 # %% ../nbs/08_cli.ipynb #92becc47
-def _result_of(evolution, key: str):
-    "The cached result that gene string `key` scores with."
-    return evolution.cache[evolution._cache_key(evolution.gene_class.from_string(key))]
-
 def _candidate_line(evolution) -> str:
     "One line about the member just scored: its score, and how it got it."
     generation, source, key = evolution.records[-1]
-    i = _result_of(evolution, key)
+    i = evolution.result_of(key)
     score = f'{i.perplexity:8.2f}' if math.isfinite(i.perplexity) else f'{i.status:>8s}'
     done = sum(1 for g, _, _ in evolution.records if g == generation)
     how = f'trained, {i.seconds:.1f}s' if source == 'trained' else f'cached: trained in generation {i.generation}'
@@ -72,7 +68,7 @@ def _candidate_line(evolution) -> str:
 
 def _elite_lines(evolution, generation: int) -> list:
     "One line per elite carried into `generation`."
-    return [f'gen {generation:2d} elite   {key:42s} ppl {_result_of(evolution, key).perplexity:8.2f}  (carried over)'
+    return [f'gen {generation:2d} elite   {key:42s} ppl {evolution.result_of(key).perplexity:8.2f}  (carried over)'
             for g, source, key in evolution.records if g == generation and source == 'elite']
 
 def leaderboard_text(evolution, k: int = 10  # rows
@@ -172,7 +168,7 @@ def _say(verb: str, message: str):
 
 def _run_verb(verb: str, args: argparse.Namespace) -> int:
     "Run `verb`, turning every error the user can act on into one line and an exit status."
-    from evo_attention.evolution import CheckpointError
+    from evo_attention.checkpoint import CheckpointError
     from evo_attention.outcomes import is_fatal_device_error
     out = getattr(args, 'out', None)
     folder = getattr(args, 'checkpoint_dir', None) or (str(Path(out) / 'checkpoints') if out else None)

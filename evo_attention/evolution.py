@@ -370,6 +370,12 @@ def _cache_key(self, gene) -> str:
     "Where `gene`'s result is, or goes, in the cache: its own string if trained under it, else its representative's."
     return str(gene) if str(gene) in self.cache else str(gene.canonical())
 
+def _result_of(self, gene  # a scored gene, or its string
+              ) -> Individual:
+    "The result `gene` scores with: its own, or its representative's."
+    if isinstance(gene, str): gene = self.gene_class.from_string(gene)
+    return self.cache[self._cache_key(gene)]
+
 def _submit(self, pending: list):
     "Give the executor the trainings the `pending` members need, one per function, as many as it has slots for."
     waiting = set(self.executor.pending)
@@ -398,12 +404,13 @@ def _record(self, i: int, source: str):
     self.records.append((self.generation, source, str(gene)))
     self.save(); self._notify('candidate')
 
-Evolution._cache_key, Evolution._submit, Evolution._score_next, Evolution._record = _cache_key, _submit, _score_next, _record
+Evolution._cache_key, Evolution.result_of = _cache_key, _result_of
+Evolution._submit, Evolution._score_next, Evolution._record = _submit, _score_next, _record
 
 # %% ../nbs/05_evolution.ipynb #45e1e9d7
 def _generation_summary(self, generation: int) -> dict:
     "The history entry of a fully scored `generation`, from its records and the cache."
-    rows = [(source, self.cache[self._cache_key(self.gene_class.from_string(key))]) for g, source, key in self.records if g == generation]
+    rows = [(source, self.result_of(key)) for g, source, key in self.records if g == generation]
     keys = [key for g, _, key in self.records if g == generation]
     ranked = sorted(zip(keys, (i for _, i in rows)), key=lambda ki: ki[1].perplexity)
     finite = [i.perplexity for _, i in ranked if math.isfinite(i.perplexity)]
@@ -537,7 +544,7 @@ LEADERBOARD_COLUMNS = ('rank', 'gene', 'perplexity', 'vs_vanilla', 'train_loss',
 def _results(self) -> pd.DataFrame:
     "One row per member of every generation: how it was scored ('trained', 'cached', 'elite') and its scores."
     def row(generation, source, key):
-        i = self.cache[self._cache_key(self.gene_class.from_string(key))]
+        i = self.result_of(key)
         return dict(generation=generation, gene=key, source=source, perplexity=i.perplexity, fitness=i.fitness,
                     train_loss=i.train_loss, status=i.status, first_generation=i.generation, n_params=i.n_params,
                     seconds=i.seconds, error=i.error, trained_as=None if str(i.gene) == key else str(i.gene))
