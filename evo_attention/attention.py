@@ -297,7 +297,7 @@ def sigmoid(scores: torch.Tensor  # masked scores (B, H, T, T)
 @register_normalization('topk_softmax')
 def topk_softmax(scores: torch.Tensor  # masked scores (B, H, T, T)
                 ) -> torch.Tensor:
-    "Softmax over the k = max(1, T // 4) largest scores of each row (the seed's top-25% 'sparsemax')."
+    "Softmax over the k = max(1, T // 4) largest scores of each row (the original's top-25% 'sparsemax')."
     k = max(1, scores.shape[-1] // 4)
     kth = scores.topk(k, dim=-1).values[..., -1:]  # (B, H, T, 1), the k-th largest score
     return scores.masked_fill(scores < kth, float('-inf')).softmax(-1)
