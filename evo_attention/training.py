@@ -4,8 +4,9 @@
 
 # %% ../nbs/04_training.ipynb #d07fd9f7
 from __future__ import annotations
-import gc, math, time, warnings
+import gc, io, math, time, warnings
 from dataclasses import dataclass, field, asdict
+from pathlib import Path
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -15,7 +16,8 @@ from .outcomes import STATUSES, blames_environment, failure_status
 
 # %% auto #0
 __all__ = ['lr_at', 'autocast_dtype', 'autocast', 'decayed_parameters', 'make_optimizer', 'evaluate', 'TrainResult',
-           'make_train_step', 'forked_rng', 'train_model', 'build_and_train', 'train_as_search']
+           'make_train_step', 'forked_rng', 'train_model', 'build_and_train', 'train_as_search', 'save_training',
+           'load_training']
 
 # %% ../nbs/04_training.ipynb #10e74bb7
 def lr_at(step: int,       # optimizer step, from 0
@@ -109,16 +111,30 @@ class TrainResult:
     status: str = 'ok'              # one of STATUSES
     error: str | None = None        # the exception's message when status is 'oom' or 'error'
     history: list = field(default_factory=list)  # [step, mean training loss] at each logging step
+    paused: dict | None = field(default=None, repr=False, compare=False)  # the state to continue from, when paused early
 
-    def to_dict(self) -> dict: return asdict(self)
+    def to_dict(self) -> dict: return {k: v for k, v in asdict(self).items() if k != 'paused'}
 
 # %% ../nbs/04_training.ipynb #f23039dc
-def _batches(loader):
-    "Yield batches from `loader` forever, restarting it when it ends."
-    while True:
-        n = 0
-        for n, batch in enumerate(loader, 1): yield batch
-        if n == 0: raise ValueError('the training loader yielded no batches')
+class _Batches:
+    "Batches from `loader` forever, restarting it when it ends; `starts` holds the CPU generator's state at each (re)start."
+    def __init__(self, loader, replay: list = ()):  # replay: the `starts` of a paused run, to begin its passes in its states
+        self.loader, self.replay, self.starts, self.it, self.n = loader, list(replay), [], None, 0
+
+    def __iter__(self): return self
+
+    def __next__(self):
+        while True:
+            if self.it is None:  # iterating a DataLoader draws from the global generator: remember (or replay) its state
+                if self.replay: torch.set_rng_state(self.replay.pop(0))
+                self.starts.append(torch.get_rng_state())
+                self.it, self.n = iter(self.loader), 0
+            try: batch = next(self.it)
+            except StopIteration:
+                if self.n == 0: raise ValueError('the training loader yielded no batches') from None
+                self.it = None; continue
+            self.n += 1
+            return batch
 
 # %% ../nbs/04_training.ipynb #4b66f643
 def make_train_step(model: torch.nn.Module,  # model(x, y) -> (logits, loss), already on `device`
@@ -144,17 +160,21 @@ def make_train_step(model: torch.nn.Module,  # model(x, y) -> (logits, loss), al
         scaler.step(opt); scaler.update()                                 # skips the step if fp16 overflowed
         opt.zero_grad(set_to_none=True)
         return loss.detach()
+    step.optimizer, step.scaler = opt, scaler  # what a paused training saves
     return step
 
 # %% ../nbs/04_training.ipynb #0a6ba525
-def _train_steps(model, train_loader, config, device, callback, log_every):
-    "Run the optimizer steps; return (status, steps, tokens, train_loss, history, train_seconds)."
+def _train_steps(model, train_loader, config, device, callback, log_every, resume=None, pause_at=None):
+    "Run the optimizer steps, from `resume`'s step to `pause_at` (or the end); return (status, steps, tokens, train_loss, history, train_seconds, paused)."
     train_step = make_train_step(model, config, device)
-    batches, history, tokens, running, train_loss = _batches(train_loader), [], 0, None, math.nan
-    bar = tqdm(total=config.train_steps, disable=not config.progress, leave=False, desc='train')
+    batches = _Batches(train_loader, resume['starts'] if resume else ())
+    first, tokens, history, running, train_loss = 0, 0, [], None, math.nan
+    if resume: first, tokens, history, running, train_loss = _continue(resume, model, train_step, batches, device)
+    last = config.train_steps if pause_at is None else min(pause_at, config.train_steps)
+    bar = tqdm(total=config.train_steps, initial=first, disable=not config.progress, leave=False, desc='train')
     model.train(); start = time.perf_counter()
     with bar:   # closed however the loop ends, an out-of-memory error included
-        for step in range(config.train_steps):
+        for step in range(first, last):
             x, y = next(batches)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)   # (B, T)
             loss = train_step(x, y, lr_at(step, config))
@@ -164,11 +184,12 @@ def _train_steps(model, train_loader, config, device, callback, log_every):
                 train_loss, running = (running / ((step % log_every) + 1)).item(), None
                 history.append([step + 1, train_loss])
                 seconds = time.perf_counter() - start
-                if not math.isfinite(train_loss): return 'diverged', step + 1, tokens, train_loss, history, seconds
+                if not math.isfinite(train_loss): return 'diverged', step + 1, tokens, train_loss, history, seconds, None
                 bar.update(step + 1 - bar.n); bar.set_postfix(loss=f'{train_loss:.3f}', tok_s=f'{tokens / seconds:,.0f}')
                 if callback: callback(step + 1, dict(loss=train_loss, lr=lr_at(step, config), tokens=tokens, tokens_per_second=tokens / seconds))
     if torch.device(device).type == 'cuda': torch.cuda.synchronize(device)
-    return 'ok', config.train_steps, tokens, train_loss, history, time.perf_counter() - start
+    paused = _pause_state(last, model, train_step, batches, tokens, history, running, train_loss, device) if last < config.train_steps else None
+    return 'ok', last, tokens, train_loss, history, time.perf_counter() - start, paused
 
 # %% ../nbs/04_training.ipynb #8460a746
 @contextlib.contextmanager
@@ -186,17 +207,20 @@ def train_model(model: torch.nn.Module,  # a TransformerLM (or any model(x, y) -
                 config: Config,          # training settings (steps, schedule, precision, device, seed)
                 *, callback=None,        # called as callback(step, metrics) at each logging step
                 log_every: int = 25,     # steps between loss read-backs, progress updates and callbacks
-                seed: int | None = None  # seeds dropout (default: config.seed)
+                seed: int | None = None, # seeds dropout (default: config.seed)
+                resume: dict | None = None,  # `paused` of a result paused earlier: continue that training
+                pause_at: int | None = None  # stop after this many steps (of `config.train_steps`), evaluate, keep `paused`
                ) -> TrainResult:
-    "Train `model` and evaluate it; failures become a status instead of an exception."
+    "Train `model` (all the way, or to `pause_at`) and evaluate it; failures become a status instead of an exception."
     device, start = get_device(config.device), time.perf_counter()
     result = TrainResult()
     try:
         model.to(device)
         with forked_rng(device, config.seed if seed is None else seed):  # even iterating a DataLoader draws from it
-            status, steps, tokens, train_loss, history, train_seconds = _train_steps(model, train_loader, config, device, callback, log_every)
+            status, steps, tokens, train_loss, history, train_seconds, paused = _train_steps(
+                model, train_loader, config, device, callback, log_every, resume, pause_at)
             result = TrainResult(train_loss=train_loss, steps=steps, tokens=tokens, status=status, history=history,
-                                 tokens_per_second=tokens / max(train_seconds, 1e-9))
+                                 tokens_per_second=(tokens - (resume or {}).get('tokens', 0)) / max(train_seconds, 1e-9), paused=paused)
             if status == 'ok':
                 result.val_loss, result.perplexity = evaluate(model, eval_loader, config.eval_max_batches, config.precision)
     except Exception as e:
@@ -216,22 +240,65 @@ def build_and_train(gene,                  # the attention gene of every block
                     train_loader, eval_loader, # as for `train_model`
                     config: Config,            # model and training settings
                     *, callback=None,          # as for `train_model`
-                    seed: int | None = None    # seeds the initial weights and dropout (default: config.seed)
+                    seed: int | None = None,   # seeds the initial weights and dropout (default: config.seed)
+                    resume: dict | None = None, pause_at: int | None = None  # as for `train_model`
                    ) -> tuple:
     "Build `TransformerLM(config, gene)` from `seed`, train it; return (result, model)."
     from evo_attention.model import TransformerLM
     seed = config.seed if seed is None else seed
     with forked_rng('cpu', seed):   # models are built on the CPU, then moved
         model = TransformerLM(config, gene)
-    return train_model(model, train_loader, eval_loader, config, callback=callback, seed=seed), model
+    return train_model(model, train_loader, eval_loader, config, callback=callback, seed=seed, resume=resume, pause_at=pause_at), model
 
 # %% ../nbs/04_training.ipynb #10033c2d
 def train_as_search(gene,                       # the attention gene
                     train_loader, eval_loader,  # the search's loaders
                     config: Config,             # the search's config (its seed included)
-                    *, callback=None            # as for `train_model`
+                    *, callback=None,           # as for `train_model`
+                    resume: dict | None = None, pause_at: int | None = None  # as for `train_model`
                    ) -> tuple:
     "Train `gene` exactly as a search with `config` does (its representative, from its own seed); return (result, model)."
     from evo_attention.genes import candidate_seed
     gene = gene.canonical()
-    return build_and_train(gene, train_loader, eval_loader, config, callback=callback, seed=candidate_seed(config.seed, gene))
+    return build_and_train(gene, train_loader, eval_loader, config, callback=callback, seed=candidate_seed(config.seed, gene),
+                           resume=resume, pause_at=pause_at)
+
+# %% ../nbs/04_training.ipynb #9f204ec2
+def _on_cpu(obj):
+    "`obj` with every tensor in it detached and copied to the CPU."
+    if isinstance(obj, torch.Tensor): return obj.detach().to('cpu', copy=True)
+    if isinstance(obj, dict): return {k: _on_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)): return type(obj)(_on_cpu(v) for v in obj)
+    return obj
+
+def _pause_state(step, model, train_step, batches, tokens, history, running, train_loss, device) -> dict:
+    "Everything the rest of a training depends on, after `step` steps."
+    cuda = torch.device(device).type == 'cuda'
+    return _on_cpu(dict(step=step, model=model.state_dict(), optimizer=train_step.optimizer.state_dict(),
+                        scaler=train_step.scaler.state_dict(), rng=torch.get_rng_state(),
+                        cuda_rng=torch.cuda.get_rng_state(device) if cuda else None, starts=list(batches.starts),
+                        tokens=tokens, history=[list(h) for h in history], running=running, train_loss=train_loss))
+
+def _continue(state, model, train_step, batches, device) -> tuple:
+    "Put the model, optimizer, scaler, batches and generators where a paused training left them; its loop variables."
+    model.load_state_dict(state['model'])
+    train_step.optimizer.load_state_dict(state['optimizer']); train_step.scaler.load_state_dict(state['scaler'])
+    for _ in range(state['step']): next(batches)          # the batches already trained on (their loader starts replayed)
+    torch.set_rng_state(state['rng'])
+    if state['cuda_rng'] is not None: torch.cuda.set_rng_state(state['cuda_rng'], device)
+    running = None if state['running'] is None else state['running'].to(device)
+    return state['step'], state['tokens'], [list(h) for h in state['history']], running, state['train_loss']
+
+# %% ../nbs/04_training.ipynb #097a921c
+def save_training(state: dict,  # `TrainResult.paused`
+                  path          # the file (its folder is created)
+                 ):
+    "Write a paused training's state to `path`, whole or not at all."
+    from evo_attention.files import write_atomic
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO(); torch.save(state, buffer)
+    write_atomic(Path(path), buffer.getvalue())
+
+def load_training(path) -> dict:
+    "The state `save_training` wrote, read with `weights_only=True` (tensors and plain values only: no code runs)."
+    return torch.load(path, map_location='cpu', weights_only=True)
