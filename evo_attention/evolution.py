@@ -21,7 +21,8 @@ from .checkpoint import (Checkpoint, CheckpointError, FACTS, RUN_FIELDS, rng_fro
 # %% auto #0
 __all__ = ['MAX_TRIES', 'STRATEGIES', 'EVENTS', 'RESULT_COLUMNS', 'LEADERBOARD_COLUMNS', 'ToyLandscape', 'initial_genes',
            'breed_child', 'next_genes', 'Individual', 'read_outcome', 'evaluate_gene', 'train_candidate',
-           'GeneticAlgorithm', 'strategy_named', 'strategy_record', 'LocalExecutor', 'Evolution', 'comparable']
+           'GeneticAlgorithm', 'RandomSearch', 'strategy_named', 'strategy_record', 'LocalExecutor', 'Evolution',
+           'comparable']
 
 # %% ../nbs/05_evolution.ipynb #799b85f7
 class ToyLandscape:
@@ -195,6 +196,7 @@ class GeneticAlgorithm:
 
     def next_generation(self, ranked: list,      # the scored generation's Individuals, best first
                         known: set,              # every gene the search has met
+                        gene_class: type,        # the search space
                         config: Config,          # population_size, elite_size and the breeding rates
                         rng: random.Random       # the search's generator
                        ) -> tuple:
@@ -202,8 +204,19 @@ class GeneticAlgorithm:
         genes = next_genes([m.gene for m in ranked], config, rng, known)
         return ranked[:config.elite_size], genes[config.elite_size:]
 
+# %% ../nbs/05_evolution.ipynb #e3098f80
+class RandomSearch(GeneticAlgorithm):
+    "The control: the genetic algorithm's generation 0 and elites, every other gene drawn uniformly from the functions not met yet."
+    name = 'random'
+
+    def next_generation(self, ranked: list, known: set, gene_class: type, config: Config, rng: random.Random) -> tuple:
+        "(kept, new): the elites, and `population_size - elite_size` functions drawn without replacement."
+        met = {g.canonical() for g in known}
+        untried = [g for g in gene_class.functions() if g not in met]
+        return ranked[:config.elite_size], rng.sample(untried, min(len(untried), config.population_size - config.elite_size))
+
 # %% ../nbs/05_evolution.ipynb #78d67ebc
-STRATEGIES = {'ga': GeneticAlgorithm}  # the strategies a search can be asked for by name
+STRATEGIES = {'ga': GeneticAlgorithm, 'random': RandomSearch}  # the strategies a search can be asked for by name
 
 def strategy_named(strategy  # a name in STRATEGIES, or a strategy object
                   ):
@@ -427,7 +440,7 @@ def _close_generation(self):
 def _draw_generation(self):
     "Ask the strategy for the next generation (kept members scored, new ones pending) and save it before anything is trained."
     known = {self.gene_class.from_string(key) for _, _, key in self.records}
-    kept, new = self.strategy.next_generation(self.population, known, self.config, self.rng)
+    kept, new = self.strategy.next_generation(self.population, known, self.gene_class, self.config, self.rng)
     self.generation += 1
     self.members = list(kept) + [Individual(g, generation=self.generation) for g in new]
     self.records += [(self.generation, 'elite', str(m.gene)) for m in kept]
