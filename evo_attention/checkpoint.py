@@ -117,9 +117,10 @@ def _try_read(path: Path) -> dict | None:
 
 class Checkpoint:
     "The files of one search in `folder`: its state, the backup one save behind, and its lock."
-    def __init__(self, folder: Path):  # the checkpoint folder (created when first written)
+    def __init__(self, folder: Path,           # the checkpoint folder (created when first written)
+                 name: str = 'search_state'):  # the state is NAME.json, its backup NAME.prev.json
         self.folder = Path(folder)
-        self.path, self.backup = self.folder / 'search_state.json', self.folder / 'search_state.prev.json'
+        self.path, self.backup = self.folder / f'{name}.json', self.folder / f'{name}.prev.json'
         self.saved_text, self._lock = None, None  # the text of the last save (or load): what the disk holds
 
     def save(self, state: dict):

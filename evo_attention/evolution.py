@@ -32,14 +32,17 @@ class ToyLandscape:
 
     def __init__(self, cost: dict | None = None,  # perplexity points per component value; None: `COST`
                  jitter: float = 0.0,             # standard deviation of a per-gene offset, fixed by the gene
-                 failures: bool = True):          # additive with sigmoid raises, relu_norm with fixed diverges
+                 failures: bool = True,           # additive with sigmoid raises, relu_norm with fixed diverges
+                 seed_noise: float = 0.0):        # standard deviation of an offset fixed by the gene and config.seed
         self.cost, self.jitter, self.failures = dict(self.COST if cost is None else cost), jitter, failures
+        self.seed_noise = seed_noise
         self.calls = []  # every gene it was asked to "train", in order
 
-    def perplexity(self, gene) -> float:
+    def perplexity(self, gene, seed: int | None = None) -> float:
         "The gene's score, failures aside; genes of one function (`canonical`) score the same, as trained ones do."
         gene = gene.canonical()
         offset = random.Random(str(gene)).gauss(0, self.jitter) if self.jitter else 0.0
+        if self.seed_noise and seed is not None: offset += random.Random(f'{seed}|{gene}').gauss(0, self.seed_noise)  # a training's luck
         return 20.0 + sum(self.cost[getattr(gene, kind)] for kind in KINDS) + offset
 
     def __call__(self, gene, config) -> dict:
@@ -48,7 +51,7 @@ class ToyLandscape:
         if self.failures and gene.similarity == 'additive' and gene.normalization == 'sigmoid': raise RuntimeError('scores overflow')
         if self.failures and gene.normalization == 'relu_norm' and gene.temperature == 'fixed':
             return dict(perplexity=math.nan, status='diverged')
-        return dict(perplexity=self.perplexity(gene))
+        return dict(perplexity=self.perplexity(gene, None if config is None else config.seed))
 
 # %% ../nbs/05_evolution.ipynb #97cd0f4e
 def _baseline_of(gene_class: type) -> AttentionGene | None:
