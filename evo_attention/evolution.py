@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_evolution.ipynb #c95ff39d
 from __future__ import annotations
-import io, json, math, numbers, random, sys, time, traceback
+import hashlib, io, json, math, numbers, random, shutil, sys, time, traceback
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -33,9 +33,11 @@ class ToyLandscape:
     def __init__(self, cost: dict | None = None,  # perplexity points per component value; None: `COST`
                  jitter: float = 0.0,             # standard deviation of a per-gene offset, fixed by the gene
                  failures: bool = True,           # additive with sigmoid raises, relu_norm with fixed diverges
-                 seed_noise: float = 0.0):        # standard deviation of an offset fixed by the gene and config.seed
+                 seed_noise: float = 0.0,         # standard deviation of an offset fixed by the gene and config.seed
+                 rung_cost: float = 5.0,          # a training stopped at the start scores this much worse ...
+                 rung_noise: float = 2.0):        # ... give or take this (both shrink to 0 at the full budget)
         self.cost, self.jitter, self.failures = dict(self.COST if cost is None else cost), jitter, failures
-        self.seed_noise = seed_noise
+        self.seed_noise, self.rung_cost, self.rung_noise = seed_noise, rung_cost, rung_noise
         self.calls = []  # every gene it was asked to "train", in order
 
     def perplexity(self, gene, seed: int | None = None) -> float:
@@ -45,13 +47,17 @@ class ToyLandscape:
         if self.seed_noise and seed is not None: offset += random.Random(f'{seed}|{gene}').gauss(0, self.seed_noise)  # a training's luck
         return 20.0 + sum(self.cost[getattr(gene, kind)] for kind in KINDS) + offset
 
-    def __call__(self, gene, config) -> dict:
+    def __call__(self, gene, config, pause_at: int | None = None, **fidelity) -> dict:
         self.calls.append(str(gene))
         gene = gene.canonical()
         if self.failures and gene.similarity == 'additive' and gene.normalization == 'sigmoid': raise RuntimeError('scores overflow')
         if self.failures and gene.normalization == 'relu_norm' and gene.temperature == 'fixed':
             return dict(perplexity=math.nan, status='diverged')
-        return dict(perplexity=self.perplexity(gene, None if config is None else config.seed))
+        perplexity = self.perplexity(gene, None if config is None else config.seed)
+        if pause_at is None: return dict(perplexity=perplexity)
+        short = 1 - pause_at / config.train_steps   # a partial training: worse, and noisier, the earlier it stops
+        luck = random.Random(f'{gene}|{pause_at}').gauss(0, self.rung_noise * short)
+        return dict(perplexity=perplexity + self.rung_cost * short + luck, steps=pause_at)
 
 # %% ../nbs/05_evolution.ipynb #97cd0f4e
 def _baseline_of(gene_class: type) -> AttentionGene | None:
@@ -119,6 +125,8 @@ class Individual:
     n_params: int | None = None      # trainable parameters of its model, if known
     error: str | None = None         # what went wrong, for a failed candidate
     trained_as: str | None = None    # the gene actually trained, when this one is an equivalent twin of it
+    steps: int | None = None         # training steps behind the perplexity, when the evaluation says (a partial training: fewer)
+    tokens: int | None = None        # training tokens seen by then, when the evaluation says
 
     @property
     def fitness(self) -> float: return -self.perplexity  # higher is better
@@ -131,7 +139,7 @@ def _individual_to_dict(self) -> dict:
     "A JSON-friendly dict: the gene as its string, a non-finite number as None."
     return dict(gene=str(self.gene), perplexity=_finite_or_none(self.perplexity), train_loss=_finite_or_none(self.train_loss),
                 generation=self.generation, status=self.status, seconds=self.seconds, n_params=self.n_params, error=self.error,
-                trained_as=self.trained_as)
+                trained_as=self.trained_as, **{k: getattr(self, k) for k in ('steps', 'tokens') if getattr(self, k) is not None})
 
 @classmethod
 def _individual_from_dict(cls, d: dict,                   # `to_dict`'s output
@@ -146,41 +154,49 @@ Individual.to_dict, Individual.from_dict = _individual_to_dict, _individual_from
 # %% ../nbs/05_evolution.ipynb #6f984c19
 def read_outcome(result  # a perplexity, a dict, or a TrainResult-like object
                 ) -> dict:
-    "The perplexity, train_loss, status, error and n_params of an evaluation result."
+    "The perplexity, train_loss, status, error, n_params, steps and tokens of an evaluation result."
     if isinstance(result, numbers.Real): result = {'perplexity': result}
     get = result.get if isinstance(result, dict) else partial(getattr, result)
     perplexity, status, error = get('perplexity', None), get('status', 'ok'), get('error', None)
     if status not in STATUSES: status, error = 'error', f"unknown status {status!r}: valid statuses are {list(STATUSES)}"
     elif perplexity is None: status, error = 'error', error or f"the result ({type(result).__name__}) has no perplexity"
     elif status == 'ok' and not math.isfinite(perplexity): status, error = 'diverged', error or f"perplexity is {perplexity}"
-    train_loss, n_params = get('train_loss', None), get('n_params', None)
+    train_loss, n_params, steps, tokens = (get(k, None) for k in ('train_loss', 'n_params', 'steps', 'tokens'))
+    whole = lambda n: None if n is None else int(n)
     return dict(perplexity=float(perplexity) if status == 'ok' else math.inf, status=status, error=error,
                 train_loss=None if train_loss is None else _finite_or_none(float(train_loss)),
-                n_params=None if n_params is None else int(n_params))
+                n_params=whole(n_params), steps=whole(steps), tokens=whole(tokens))
 
 # %% ../nbs/05_evolution.ipynb #1e131d71
-def evaluate_gene(evaluate_fn: Callable,  # evaluate_fn(gene, config) -> result
+def evaluate_gene(evaluate_fn: Callable,  # evaluate_fn(gene, config, **fidelity) -> result
                   gene: AttentionGene,    # the candidate
                   config: Config,         # passed on to evaluate_fn
-                  generation: int         # recorded as the individual's generation
+                  generation: int,        # recorded as the individual's generation
+                  **fidelity              # pause_at, resume_from, save_to: for a partial training (see `train_candidate`)
                  ) -> Individual:
     "Evaluate `gene` once; an exception other than KeyboardInterrupt gives a failed individual."
     start = time.perf_counter()
-    try: outcome = read_outcome(evaluate_fn(gene, config))
+    try: outcome = read_outcome(evaluate_fn(gene, config, **fidelity))
     except Exception as e:  # a failed candidate is a result of the search, not its end
         if blames_environment(e): raise  # a broken device, pipe or disk says nothing about the gene: stop instead
-        outcome = dict(perplexity=math.inf, status=failure_status(e), error=f'{type(e).__name__}: {e}', train_loss=None, n_params=None)
+        outcome = dict(perplexity=math.inf, status=failure_status(e), error=f'{type(e).__name__}: {e}', train_loss=None, n_params=None,
+                       steps=None, tokens=None)
     return Individual(gene, generation=generation, seconds=time.perf_counter() - start, **outcome)
 
 # %% ../nbs/05_evolution.ipynb #30c0267b
 def train_candidate(gene: AttentionGene,  # the candidate
                     config: Config,       # model and training settings
                     train_loader,         # training batches
-                    eval_loader           # validation batches
+                    eval_loader,          # validation batches
+                    *, pause_at: int | None = None,  # stop (and score) after this many of config.train_steps
+                    resume_from: Path | None = None, # continue the training paused in this file
+                    save_to: Path | None = None      # where a paused training keeps its state
                    ) -> dict:
     "Train a `TransformerLM` with `gene` as a search does, and return its scores (the default `evaluate_fn` of `Evolution`)."
-    from evo_attention.training import train_as_search  # imported here: a search with a custom evaluate_fn needs no torch
-    result, model = train_as_search(gene, train_loader, eval_loader, config)
+    from evo_attention.training import train_as_search, save_training, load_training  # a custom evaluate_fn needs no torch
+    resume = load_training(resume_from) if resume_from is not None else None
+    result, model = train_as_search(gene, train_loader, eval_loader, config, resume=resume, pause_at=pause_at)
+    if result.paused is not None and save_to is not None: save_training(result.paused, save_to)
     return {**read_outcome(result), 'n_params': model.num_params()}
 
 # %% ../nbs/05_evolution.ipynb #45bbd5ab
@@ -301,7 +317,8 @@ class Evolution:
         self.generation, self.members, self.history, self.cache, self.records = 0, [], [], {}, []
         self.retried = []  # failed results trained again on request: [{gene, status, error}] of the old result
         self.resumed, self.started_from = False, None  # whether run() resumed a saved search, and from where
-        self._started, self._retries = False, []
+        self.targets, self.trainings = {}, []  # steps wanted per cache key (partial trainings only); every training run, in order
+        self._started, self._retries, self._submitted = False, [], {}
 
     @property
     def autocast(self) -> str | None: return self.facts.get('autocast')  # the training dtype, e.g. 'torch.float16
@@ -331,7 +348,7 @@ def _state_dict(self) -> dict:
                 generation=self.generation, members=[m.to_dict() for m in self.members],
                 cache=[i.to_dict() for i in self.cache.values()], records=[list(r) for r in self.records],
                 history=[dict(h) for h in self.history], rng=rng_state_to_json(self.rng), retried=list(self.retried),
-                strategy=strategy_record(self.strategy),
+                strategy=strategy_record(self.strategy), targets=dict(self.targets), trainings=[dict(t) for t in self.trainings],
                 **{name: self.facts.get(name) for name in FACTS})
 
 def _load_state_dict(self, state: dict):
@@ -343,6 +360,7 @@ def _load_state_dict(self, state: dict):
     self.records = [tuple(r) for r in state['records']]
     self.rng = rng_from_json(state['rng'])
     self.retried = list(state.get('retried', []))
+    self.targets, self.trainings = dict(state.get('targets', {})), [dict(t) for t in state.get('trainings', [])]
     for name in FACTS:  # what the saved search measured stays its record (an older checkpoint: what is measured now)
         if state.get(name) is not None or name not in self.facts: self.facts[name] = state.get(name)
 
@@ -374,6 +392,7 @@ def _start(self):
     else:
         genes = self.strategy.first_generation(self.gene_class, self.config, self.rng)
         self.members = [Individual(g, generation=0) for g in genes]
+        self._aim(genes)
         self.save()
     self.started_from = self.where()
     self._queue_retries()
@@ -392,36 +411,80 @@ def _result_of(self, gene  # a scored gene, or its string
     if isinstance(gene, str): gene = self.gene_class.from_string(gene)
     return self.cache[self._cache_key(gene)]
 
-def _submit(self, pending: list):
-    "Give the executor the trainings the `pending` members need, one per function, as many as it has slots for."
+Evolution._cache_key, Evolution.result_of = _cache_key, _result_of
+
+def _target(self, key: str) -> int:
+    "The training steps the strategy wants behind `key`'s result in this generation (all of them, unless it said less)."
+    return self.targets.get(key, self.config.train_steps)
+
+def _enough(self, key: str) -> bool:
+    "Whether the cache holds a result for `key` trained far enough (a failure is final)."
+    done = self.cache.get(key)
+    return done is not None and (done.status != 'ok' or (done.steps or self.config.train_steps) >= self._target(key))
+
+def _needs_work(self, i: int) -> bool:
+    "Whether member `i` is pending, or was trained less far than its target."
+    m = self.members[i]
+    return m.status == 'pending' or (m.status == 'ok' and (m.steps or self.config.train_steps) < self._target(self._cache_key(m.gene)))
+
+def _partial_path(self, key: str) -> Path:
+    "Where the paused training of `key` keeps its state, under the checkpoint folder."
+    return self.checkpoint.folder / 'partial' / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+
+Evolution._target, Evolution._enough, Evolution._needs_work, Evolution._partial_path = _target, _enough, _needs_work, _partial_path
+
+# %% ../nbs/05_evolution.ipynb #bca17825
+def _job(self, key: str, gene) -> Callable:
+    "The training that brings `key` to its target: from scratch, or continuing its paused training; paused itself if short of the end."
+    target, done, fidelity = self._target(key), self.cache.get(key), {}
+    if target < self.config.train_steps: fidelity.update(pause_at=target, save_to=self._partial_path(key))
+    start = done.steps if done is not None and done.status == 'ok' and done.steps and self._partial_path(key).exists() else 0
+    if start: fidelity['resume_from'] = self._partial_path(key)
+    self._submitted[key] = (start, None if done is None else done.tokens)
+    generation = self.generation if done is None else done.generation
+    return partial(evaluate_gene, self.evaluate_fn, gene.canonical(), self.config, generation, **fidelity)
+
+def _submit(self, todo: list):
+    "Give the executor the trainings the members `todo` need, one per function, as many as it has slots for."
     waiting = set(self.executor.pending)
-    for i in pending:
-        gene = self.members[i].gene
-        key = self._cache_key(gene)
+    for i in todo:
+        key = self._cache_key(self.members[i].gene)
         if len(waiting) >= self.executor.slots: break
-        if key in self.cache or key in waiting: continue
-        self.executor.submit(key, partial(evaluate_gene, self.evaluate_fn, gene.canonical(), self.config, self.generation))
+        if self._enough(key) or key in waiting: continue
+        self.executor.submit(key, self._job(key, self.members[i].gene))
         waiting.add(key)
 
-def _score_next(self):
-    "Score the first pending member from the cache, or else the first result the executor returns."
-    pending = [i for i, m in enumerate(self.members) if m.status == 'pending']
-    if self._cache_key(self.members[pending[0]].gene) in self.cache: return self._record(pending[0], 'cached')
-    self._submit(pending)
-    key, result = self.executor.next_result()
+def _file(self, key: str, result: Individual):
+    "Put a training's result in the cache and the ledger; drop a paused state no longer needed."
+    start, tokens_before = self._submitted.pop(key, (0, None))
+    steps = result.steps or self._target(key)
+    spent = None if result.tokens is None else result.tokens - (tokens_before or 0 if start else 0)
+    self.trainings.append(dict(generation=self.generation, gene=key, start=start, steps=steps if result.status == 'ok' else start,
+                               tokens=spent, seconds=result.seconds, perplexity=_finite_or_none(result.perplexity), status=result.status))
     self.cache[key] = result
-    self._record(next(i for i in pending if self._cache_key(self.members[i].gene) == key), 'trained')
+    if result.status != 'ok' or steps >= self.config.train_steps: self._partial_path(key).unlink(missing_ok=True)
 
+def _score_next(self):
+    "Bring the first member that needs it to its target: from the cache if it holds enough, else with the first result the executor returns."
+    todo = [i for i in range(len(self.members)) if self._needs_work(i)]
+    if self._enough(self._cache_key(self.members[todo[0]].gene)): return self._record(todo[0], 'cached')
+    self._submit(todo)
+    key, result = self.executor.next_result()
+    self._file(key, result)
+    self._record(next(i for i in todo if self._cache_key(self.members[i].gene) == key), 'trained')
+
+Evolution._job, Evolution._submit, Evolution._file, Evolution._score_next = _job, _submit, _file, _score_next
+
+# %% ../nbs/05_evolution.ipynb #d2f858a2
 def _record(self, i: int, source: str):
-    "Give member `i` its result from the cache, record how it got it, save, and tell the callback."
-    gene = self.members[i].gene
+    "Give member `i` its result from the cache, record how it got it (if it was pending: a member trained on is recorded once), save, tell the callback."
+    gene, pending = self.members[i].gene, self.members[i].status == 'pending'
     result = self.cache[self._cache_key(gene)]
     self.members[i] = replace(result, gene=gene, trained_as=None if result.gene == gene else str(result.gene))
-    self.records.append((self.generation, source, str(gene)))
+    if pending: self.records.append((self.generation, source, str(gene)))
     self.save(); self._notify('candidate')
 
-Evolution._cache_key, Evolution.result_of = _cache_key, _result_of
-Evolution._submit, Evolution._score_next, Evolution._record = _submit, _score_next, _record
+Evolution._record = _record
 
 # %% ../nbs/05_evolution.ipynb #45e1e9d7
 def _generation_summary(self, generation: int) -> dict:
@@ -436,9 +499,11 @@ def _generation_summary(self, generation: int) -> dict:
                 cache_hits=sources.count('cached'), failures=sum(i.status != 'ok' for _, i in ranked))
 
 def _close_generation(self):
-    "Summarise the fully scored current generation in `history`."
+    "Summarise the fully scored current generation in `history`, and delete its paused trainings (none goes on)."
     self.history.append(self._generation_summary(self.generation))
-    self.save(); self._notify('generation')
+    self.save()
+    shutil.rmtree(self.checkpoint.folder / 'partial', ignore_errors=True)
+    self._notify('generation')
 
 def _draw_generation(self):
     "Ask the strategy for the next generation (kept members scored, new ones pending) and save it before anything is trained."
@@ -447,12 +512,29 @@ def _draw_generation(self):
     self.generation += 1
     self.members = list(kept) + [Individual(g, generation=self.generation) for g in new]
     self.records += [(self.generation, 'elite', str(m.gene)) for m in kept]
+    self._aim(new)
     self.save()
+
+def _aim(self, genes: list):
+    "This generation's targets: the steps the strategy trains new genes to first (a strategy without `first_steps`: all)."
+    first = self.strategy.first_steps(self.config) if hasattr(self.strategy, 'first_steps') else self.config.train_steps
+    self.targets = {self._cache_key(g): first for g in genes} if first < self.config.train_steps else {}
+
+def _promote(self) -> bool:
+    "Ask the strategy which of this generation's new members train on, and how far; False when none does."
+    if not hasattr(self.strategy, 'promote'): return False
+    new = {self._cache_key(self.gene_class.from_string(key)) for g, source, key in self.records if g == self.generation and source != 'elite'}
+    wanted = self.strategy.promote({key: self.cache[key] for key in new}, dict(self.targets), self.config)
+    wanted = {key: steps for key, steps in wanted.items() if steps > self._target(key)}
+    self.targets.update(wanted)
+    if wanted: self.save()
+    return bool(wanted)
 
 def _notify(self, event: str):
     if self.callback is not None: self.callback(event, self)
 
 Evolution._close_generation, Evolution._draw_generation, Evolution._notify = _close_generation, _draw_generation, _notify
+Evolution._aim, Evolution._promote = _aim, _promote
 Evolution._generation_summary = _generation_summary
 
 # %% ../nbs/05_evolution.ipynb #ed44abe2
@@ -466,7 +548,7 @@ def _retry_one(self):
     old = self.cache[key]
     self.executor.submit(key, partial(evaluate_gene, self.evaluate_fn, old.gene, self.config, old.generation))
     _, new = self.executor.next_result()
-    self.cache[key] = new
+    self._file(key, new)
     self.members = [replace(new, gene=m.gene, trained_as=m.trained_as) if m.status != 'pending' and self._cache_key(m.gene) == key else m
                     for m in self.members]
     self.history = [self._generation_summary(h['generation']) for h in self.history]
@@ -479,8 +561,9 @@ Evolution._queue_retries, Evolution._retry_one = _queue_retries, _retry_one
 def _advance(self) -> bool:
     "The next unit of work: retrain a failure, score a member, close a generation or draw the next; False when done."
     if self._retries: self._retry_one()
-    elif any(m.status == 'pending' for m in self.members): self._score_next()
-    elif len(self.history) <= self.generation: self._close_generation()
+    elif any(self._needs_work(i) for i in range(len(self.members))): self._score_next()
+    elif len(self.history) <= self.generation:
+        if not self._promote(): self._close_generation()
     elif self.generation + 1 < self.config.n_generations: self._draw_generation()
     else: return False
     return True
