@@ -13,7 +13,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from .config import Config
 from .genes import AttentionGene, search_space_of
-from .evolution import Evolution, CheckpointError, read_checkpoint
+from .evolution import Evolution
+from .checkpoint import Checkpoint, CheckpointError
 from .viz import plot_evolution, plot_attention, perplexity_label, train_gene
 
 # %% auto #0
@@ -284,9 +285,9 @@ def saved_search(config: Config,                 # its checkpoint_dir is read
                  gene_class: type = AttentionGene  # the largest search space (the saved one is a part of it)
                 ) -> Evolution | None:
     "The search saved in `config.checkpoint_dir`, loaded to be shown (never run), or None if there is none readable."
-    path = Path(config.checkpoint_dir) / 'search_state.json'
-    try: state = read_checkpoint(path, path.with_name('search_state.prev.json'))
+    try: state = Checkpoint(config.checkpoint_dir).load()
     except (OSError, CheckpointError): return None
+    if state is None: return None
     try:
         saved = replace(Config.from_dict(state['config']), checkpoint_dir=config.checkpoint_dir)
         evolution = Evolution(saved, evaluate_fn=_not_run, gene_class=gene_class.with_choices(**state['search_space']))
