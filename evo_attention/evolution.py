@@ -21,8 +21,8 @@ from .checkpoint import (Checkpoint, CheckpointError, FACTS, RUN_FIELDS, rng_fro
 # %% auto #0
 __all__ = ['MAX_TRIES', 'STRATEGIES', 'EVENTS', 'RESULT_COLUMNS', 'LEADERBOARD_COLUMNS', 'ToyLandscape', 'initial_genes',
            'breed_child', 'next_genes', 'Individual', 'read_outcome', 'evaluate_gene', 'train_candidate',
-           'GeneticAlgorithm', 'RandomSearch', 'strategy_named', 'strategy_record', 'LocalExecutor', 'Evolution',
-           'comparable']
+           'GeneticAlgorithm', 'RandomSearch', 'Hurdles', 'strategy_named', 'strategy_record', 'LocalExecutor',
+           'Evolution', 'comparable', 'kendall_tau']
 
 # %% ../nbs/05_evolution.ipynb #799b85f7
 class ToyLandscape:
@@ -234,8 +234,49 @@ class RandomSearch(GeneticAlgorithm):
         untried = [g for g in gene_class.functions() if g not in met]
         return ranked[:config.elite_size], rng.sample(untried, min(len(untried), config.population_size - config.elite_size))
 
+# %% ../nbs/05_evolution.ipynb #029950c6
+class Hurdles(GeneticAlgorithm):
+    "The genetic algorithm on a budget: new genes train to the first rung; only the best `keep` share of each rung trains on."
+    name = 'hurdles'
+
+    def __init__(self, rungs: tuple = (0.1, 0.3, 1.0),  # fractions of train_steps, increasing, the last 1
+                 keep: float = 1 / 3):                     # the share of a rung's genes that train on to the next
+        if list(rungs) != sorted(set(rungs)) or rungs[-1] != 1 or rungs[0] <= 0:
+            raise ValueError(f'rungs must increase from above 0 to 1, got {list(rungs)}')
+        if not 0 < keep <= 1: raise ValueError(f'keep must be in (0, 1], got {keep}')
+        self.rungs, self.keep = tuple(rungs), keep
+
+    def settings(self) -> dict: return dict(rungs=list(self.rungs), keep=self.keep)
+
+    def budgets(self, config: Config) -> list:
+        "The training steps of each rung."
+        return sorted({max(1, round(f * config.train_steps)) for f in self.rungs})
+
+    def first_steps(self, config: Config) -> int: return self.budgets(config)[0]
+
+# %% ../nbs/05_evolution.ipynb #4245ed12
+def _promote_hurdles(self, candidates: dict,  # cache key -> the Individual of each new gene of the generation
+                     targets: dict,           # cache key -> the steps it was sent to
+                     config: Config) -> dict:
+    "{key: steps}: at the lowest rung not decided yet, the best `keep` share of the genes sent there train on to the next."
+    budgets = self.budgets(config)
+    sent = lambda key: targets.get(key, config.train_steps)
+    for here, there in zip(budgets, budgets[1:]):
+        at = [key for key in candidates if sent(key) >= here]
+        if any(sent(key) >= there for key in at): continue              # this rung was decided
+        ok = sorted((key for key in at if candidates[key].status == 'ok'), key=lambda key: candidates[key].perplexity)
+        return {key: there for key in ok[:math.ceil(self.keep * len(at))]}
+    return {}
+
+def _ranked_by_training(self, ranked, known, gene_class, config, rng) -> tuple:
+    "The genetic algorithm's next generation, from the members ranked by steps trained, then perplexity."
+    ranked = sorted(ranked, key=lambda m: (-(m.steps or config.train_steps), m.perplexity))
+    return GeneticAlgorithm.next_generation(self, ranked, known, gene_class, config, rng)
+
+Hurdles.promote, Hurdles.next_generation = _promote_hurdles, _ranked_by_training
+
 # %% ../nbs/05_evolution.ipynb #78d67ebc
-STRATEGIES = {'ga': GeneticAlgorithm, 'random': RandomSearch}  # the strategies a search can be asked for by name
+STRATEGIES = {'ga': GeneticAlgorithm, 'random': RandomSearch, 'hurdles': Hurdles}  # the strategies a search can be asked for by name
 
 def strategy_named(strategy  # a name in STRATEGIES, or a strategy object
                   ):
@@ -457,9 +498,9 @@ def _submit(self, todo: list):
 def _file(self, key: str, result: Individual):
     "Put a training's result in the cache and the ledger; drop a paused state no longer needed."
     start, tokens_before = self._submitted.pop(key, (0, None))
-    steps = result.steps or self._target(key)
-    spent = None if result.tokens is None else result.tokens - (tokens_before or 0 if start else 0)
-    self.trainings.append(dict(generation=self.generation, gene=key, start=start, steps=steps if result.status == 'ok' else start,
+    steps = result.steps if result.steps is not None else self._target(key) if result.status == 'ok' else start  # unknown: none
+    spent = None if result.tokens is None else result.tokens - ((tokens_before or 0) if start else 0)
+    self.trainings.append(dict(generation=self.generation, gene=key, start=start, steps=steps,
                                tokens=spent, seconds=result.seconds, perplexity=_finite_or_none(result.perplexity), status=result.status))
     self.cache[key] = result
     if result.status != 'ok' or steps >= self.config.train_steps: self._partial_path(key).unlink(missing_ok=True)
@@ -637,8 +678,8 @@ def comparable(evolution: Evolution) -> dict:
 
 # %% ../nbs/05_evolution.ipynb #721eac3d
 RESULT_COLUMNS = ('generation', 'gene', 'source', 'perplexity', 'fitness', 'train_loss', 'status', 'first_generation',
-                  'n_params', 'seconds', 'error', 'trained_as')
-LEADERBOARD_COLUMNS = ('rank', 'gene', 'perplexity', 'vs_vanilla', 'train_loss', 'status', 'generation', 'n_params', 'seconds', 'error')
+                  'n_params', 'seconds', 'error', 'trained_as', 'steps')
+LEADERBOARD_COLUMNS = ('rank', 'gene', 'perplexity', 'vs_vanilla', 'train_loss', 'status', 'generation', 'n_params', 'seconds', 'error', 'steps')
 
 def _results(self) -> pd.DataFrame:
     "One row per member of every generation: how it was scored ('trained', 'cached', 'elite') and its scores."
@@ -646,7 +687,7 @@ def _results(self) -> pd.DataFrame:
         i = self.result_of(key)
         return dict(generation=generation, gene=key, source=source, perplexity=i.perplexity, fitness=i.fitness,
                     train_loss=i.train_loss, status=i.status, first_generation=i.generation, n_params=i.n_params,
-                    seconds=i.seconds, error=i.error, trained_as=None if str(i.gene) == key else str(i.gene))
+                    seconds=i.seconds, error=i.error, trained_as=None if str(i.gene) == key else str(i.gene), steps=i.steps or self.config.train_steps)
     return pd.DataFrame([row(*r) for r in self.records], columns=list(RESULT_COLUMNS))
 
 def _baseline_perplexity(self) -> float | None:
@@ -655,30 +696,74 @@ def _baseline_perplexity(self) -> float | None:
     baseline = None if vanilla is None else self.cache.get(self._cache_key(vanilla))
     return None if baseline is None else _finite_or_none(baseline.perplexity)
 
+def _ranked(self) -> list:
+    "The distinct results so far, those trained the whole way first, each part best first."
+    return sorted(self.cache.values(), key=lambda i: ((i.steps or self.config.train_steps) < self.config.train_steps, i.perplexity))
+
 def _leaderboard(self, k: int | None = None  # how many rows; None: every gene trained
                 ) -> pd.DataFrame:
-    "The distinct genes scored so far, best first; `vs_vanilla` is the relative change against vanilla's perplexity."
-    ranked, baseline = sorted(self.cache.values(), key=lambda i: i.perplexity)[:k], self.baseline_perplexity
+    "The distinct genes scored so far, best first (a partial training after every full one); `vs_vanilla` against vanilla's perplexity."
+    ranked, baseline = self._ranked()[:k], self.baseline_perplexity
     vs = lambda p: p / baseline - 1 if baseline and math.isfinite(p) else math.nan
     return pd.DataFrame([dict(rank=r, gene=str(i.gene), perplexity=i.perplexity, vs_vanilla=vs(i.perplexity), train_loss=i.train_loss,
-                              status=i.status, generation=i.generation, n_params=i.n_params, seconds=i.seconds, error=i.error)
+                              status=i.status, generation=i.generation, n_params=i.n_params, seconds=i.seconds, error=i.error,
+                              steps=i.steps or self.config.train_steps)
                          for r, i in enumerate(ranked, 1)], columns=list(LEADERBOARD_COLUMNS))
 
-Evolution.baseline_perplexity = property(_baseline_perplexity)
+Evolution.baseline_perplexity, Evolution._ranked = property(_baseline_perplexity), _ranked
 Evolution.results, Evolution.leaderboard = _results, _leaderboard
 
 # %% ../nbs/05_evolution.ipynb #89850ed7
 def _summary(self) -> dict:
     "The content of final_results.json: best gene, its perplexity and generation, history, top 5, baseline."
     if not self.cache: raise ValueError('nothing has been scored yet: call run() first')
-    ranked = sorted(self.cache.values(), key=lambda i: i.perplexity)
+    ranked = self._ranked()
     return dict(best_gene=str(ranked[0].gene), best_perplexity=_finite_or_none(ranked[0].perplexity),
                 best_generation=ranked[0].generation, history=[dict(h) for h in self.history],
                 top_5=[i.to_dict() for i in ranked[:5]],
-                baseline_perplexity=self.baseline_perplexity,
+                baseline_perplexity=self.baseline_perplexity, strategy=strategy_record(self.strategy), ledger=self.ledger(),
+                rank_fidelity=self.rank_fidelity(),
                 config={**self.config.to_dict(), 'n_generations': max(self.config.n_generations, len(self.history))})
 
 Evolution.summary = _summary
+
+# %% ../nbs/05_evolution.ipynb #3db96ba1
+def kendall_tau(x: list, y: list) -> float:
+    "Kendall's tau-b of two equally long sequences: (concordant - discordant pairs) / sqrt of the untied pairs of each."
+    concordant = discordant = ties_x = ties_y = 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            dx, dy = (x[i] > x[j]) - (x[i] < x[j]), (y[i] > y[j]) - (y[i] < y[j])
+            if dx == 0 and dy == 0: continue
+            if dx == 0: ties_x += 1
+            elif dy == 0: ties_y += 1
+            elif dx == dy: concordant += 1
+            else: discordant += 1
+    pairs = math.sqrt((concordant + discordant + ties_x) * (concordant + discordant + ties_y))
+    return (concordant - discordant) / pairs if pairs else math.nan
+
+def _rank_fidelity(self) -> dict:
+    "Kendall's tau between the first-rung and the full-budget perplexities of the genes trained to both, and how many they are."
+    first, full = {}, {}
+    for t in self.trainings:
+        if t['status'] != 'ok': continue
+        if t['start'] == 0 and t['steps'] < self.config.train_steps: first.setdefault(t['gene'], t['perplexity'])
+        if t['steps'] >= self.config.train_steps: full[t['gene']] = t['perplexity']
+    both = [g for g in first if g in full]
+    tau = kendall_tau([first[g] for g in both], [full[g] for g in both]) if len(both) > 1 else math.nan
+    return dict(genes=len(both), tau=_finite_or_none(tau))
+
+# %% ../nbs/05_evolution.ipynb #ef23dffd
+def _ledger(self) -> dict:
+    "Trainings, steps, tokens and seconds the search spent, and the steps of the original protocol for its population and generations."
+    c, t = self.config, self.trainings
+    tokens = [x['tokens'] for x in t if x['tokens'] is not None]
+    spent = dict(trainings=len(t), steps=sum(x['steps'] - x['start'] for x in t), tokens=sum(tokens) if tokens else None,
+                 seconds=sum(x['seconds'] for x in t))
+    original = (c.population_size + (c.n_generations - 1) * (c.population_size - c.elite_size)) * c.train_steps
+    return dict(strategy=self.strategy.name, search=spent, original_steps=original, share_of_original=spent['steps'] / original)
+
+Evolution.rank_fidelity, Evolution.ledger = _rank_fidelity, _ledger
 
 # %% ../nbs/05_evolution.ipynb #b55261da
 def _save_results(self, out_dir  # folder for the result files (created if needed)
