@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_evolution.ipynb #c95ff39d
 from __future__ import annotations
-import hashlib, io, json, math, numbers, random, shutil, sys, time, traceback
+import hashlib, inspect, io, json, math, numbers, random, shutil, sys, time, traceback
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -38,7 +38,7 @@ class ToyLandscape:
                  rung_noise: float = 2.0):        # ... give or take this (both shrink to 0 at the full budget)
         self.cost, self.jitter, self.failures = dict(self.COST if cost is None else cost), jitter, failures
         self.seed_noise, self.rung_cost, self.rung_noise = seed_noise, rung_cost, rung_noise
-        self.calls = []  # every gene it was asked to "train", in order
+        self.calls, self.resumed = [], []  # every gene it was asked to "train", in order; (gene, steps) of those continued
 
     def perplexity(self, gene, seed: int | None = None) -> float:
         "The gene's score, failures aside; genes of one function (`canonical`) score the same, as trained ones do."
@@ -47,8 +47,11 @@ class ToyLandscape:
         if self.seed_noise and seed is not None: offset += random.Random(f'{seed}|{gene}').gauss(0, self.seed_noise)  # a training's luck
         return 20.0 + sum(self.cost[getattr(gene, kind)] for kind in KINDS) + offset
 
-    def __call__(self, gene, config, pause_at: int | None = None, **fidelity) -> dict:
+    def __call__(self, gene, config, pause_at: int | None = None, resume_from=None, save_to=None) -> dict:
         self.calls.append(str(gene))
+        if resume_from is not None: self.resumed.append((str(gene), json.loads(Path(resume_from).read_text())['steps']))
+        if save_to is not None and pause_at is not None:  # a paused training's state: here only how far it got
+            Path(save_to).parent.mkdir(parents=True, exist_ok=True); Path(save_to).write_text(json.dumps(dict(steps=pause_at)))
         gene = gene.canonical()
         if self.failures and gene.similarity == 'additive' and gene.normalization == 'sigmoid': raise RuntimeError('scores overflow')
         if self.failures and gene.normalization == 'relu_norm' and gene.temperature == 'fixed':
@@ -331,6 +334,14 @@ def _training_setup(config: Config, train_loader, eval_loader, gene_class: type)
     return partial(train_candidate, train_loader=train_loader, eval_loader=eval_loader), facts
 
 # %% ../nbs/05_evolution.ipynb #f363e364
+def _check_partial(evaluate_fn: Callable, strategy):
+    "Refuse an evaluate_fn that cannot train part of the way, for a strategy that needs it."
+    try: parameters = inspect.signature(evaluate_fn).parameters
+    except (TypeError, ValueError): return  # a callable without a signature: trust it
+    takes = {'pause_at', 'resume_from', 'save_to'} <= set(parameters) or any(p.kind == p.VAR_KEYWORD for p in parameters.values())
+    if not takes: raise ValueError(f"The strategy {strategy.name!r} trains candidates part of the way: evaluate_fn must accept "
+                                   "pause_at, resume_from and save_to (as train_candidate and ToyLandscape do)")
+
 EVENTS = ('start', 'candidate', 'generation', 'done')  # what `callback(event, evolution)` is told, in this order
 
 class Evolution:
@@ -353,6 +364,7 @@ class Evolution:
         self.config, self.train_loader, self.eval_loader, self.evaluate_fn = config, train_loader, eval_loader, evaluate_fn
         self.gene_class, self.resume, self.recover, self.retry, self.callback = gene_class, resume, recover, tuple(retry), callback
         self.strategy, self.executor = strategy_named(strategy), executor or LocalExecutor()
+        if hasattr(self.strategy, 'first_steps'): _check_partial(evaluate_fn, self.strategy)
         self.checkpoint = Checkpoint(config.checkpoint_dir)  # the search's files: its state, the backup, the lock
         self.rng = random.Random(config.seed)  # the search's only source of randomness, saved in every checkpoint
         self.generation, self.members, self.history, self.cache, self.records = 0, [], [], {}, []
