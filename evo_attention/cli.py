@@ -4,16 +4,17 @@
 
 # %% ../nbs/08_cli.ipynb #ff6a12b3
 from __future__ import annotations
-import argparse, json, math, os, re, signal, sys, warnings
+import argparse, json, math, os, re, signal, sys, textwrap, warnings
 from dataclasses import fields, replace
 from pathlib import Path
 from tqdm.auto import tqdm
 from .config import Config, PRECISIONS, PRESETS, PRESET_ALIASES, preset
 from .genes import AttentionGene
+from .evolution import STRATEGIES
 
 # %% auto #0
 __all__ = ['SEARCH_FIELDS', 'FIELD_HELP', 'config_from_args', 'leaderboard_text', 'UnwritableFolder', 'check_writable', 'Stopped',
-           'evolve', 'baseline', 'cli_words', 'make_parser', 'main']
+           'evolve', 'final_text', 'baseline', 'cli_words', 'make_parser', 'main']
 
 # %% ../nbs/08_cli.ipynb #f80ba578
 SEARCH_FIELDS = ('population_size', 'n_generations', 'elite_size', 'mutation_rate', 'crossover_rate', 'include_baseline',
@@ -107,7 +108,8 @@ def _stop_on_signals():
 def _banner(evo, config: Config, out) -> str:
     "What this run does: a new search, a resume (from where), or nothing (already complete)."
     w = evo.where()
-    size = f'{config.population_size} genes x {config.n_generations} generations, {config.train_steps} steps each, data {config.data!r}'
+    size = (f'{config.population_size} genes x {config.n_generations} generations, {config.train_steps} steps each, data {config.data!r}, '
+            f'strategy {evo.strategy.name!r}')
     if not evo.resumed: return f'new search: {size}; state in {config.checkpoint_dir}'
     if w['complete']: return f"this search is already complete ({w['generations']} generations): results in {out}"
     return (f"resumed at generation {w['generation']}, candidate {w['scored'] + 1} of {w['population']} "
@@ -132,7 +134,7 @@ def evolve(args: argparse.Namespace) -> int:
         tqdm.write(_candidate_line(evolution), file=sys.stdout)
         sys.stdout.flush()   # a pipe is block-buffered: a closed reader must be noticed now, not at exit
     train_loader, eval_loader = get_dataloaders_for(config)
-    evo = Evolution(config, train_loader, eval_loader, resume=not args.fresh, recover=args.recover,
+    evo = Evolution(config, train_loader, eval_loader, strategy=args.strategy, resume=not args.fresh, recover=args.recover,
                     retry=('oom', 'error') if args.retry_failed else (), callback=report)
     _stop_on_signals()
     evo.prepare()
@@ -141,7 +143,32 @@ def evolve(args: argparse.Namespace) -> int:
     evo.run()
     print(leaderboard_text(evo, 10))
     for path in evo.save_results(args.out): print(f'wrote {path}')
+    if args.final_seeds: _final(evo, args)
     return 0
+
+def _final(evo, args: argparse.Namespace):
+    "Retrain the best genes and vanilla with fresh seeds on the test split, and print the table and the verdict."
+    from evo_attention.finalists import Finalists
+    if evo.config.train_split == 'test':
+        print("no final: this search trains on the test split ('wt2-mini'), so no held-out split is left to score on")
+        return
+    final = Finalists.from_search(evo, k=args.finalists, seeds=args.final_seeds)
+    print(f'final: the best {args.finalists} genes and vanilla, {args.final_seeds} fresh seeds each, on the test split', flush=True)
+    line = lambda key, i: None if args.quiet else tqdm.write(
+        f"final {key:46s} ppl {i.perplexity:8.2f}" if i.status == 'ok' else f"final {key:46s} {i.status}", file=sys.stdout)
+    final.run(callback=line)
+    print(final_text(final))
+    print(textwrap.fill(final.verdict(), 100))
+    for path in final.save_results(args.out): print(f'wrote {path}')
+
+def final_text(final) -> str:
+    "The final's table in at most 100 columns: mean and 95% interval per gene, and the paired difference to vanilla."
+    lines = [f"{'gene':40s} {'mean':>7} {'95% CI':>15}  {'vs vanilla':>10} {'95% CI':>17}"]
+    interval = lambda low, high: f'{low:7.2f} to {high:<7.2f}' if math.isfinite(low) else f"{'':>18}"
+    for r in final.table().itertuples():
+        diff = f'{r.vs_vanilla:+10.2f} {r.vs_vanilla_low:+8.2f} to {r.vs_vanilla_high:+.2f}' if math.isfinite(r.vs_vanilla_low) else ''
+        lines.append(f"{r.gene[:40]:40s} {r.mean:7.2f} {interval(r.low, r.high)} {diff}")
+    return '\n'.join(lines)
 
 # %% ../nbs/08_cli.ipynb #13552ada
 def baseline(args: argparse.Namespace) -> int:
@@ -201,6 +228,12 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument('--fresh', action='store_true', help='start over instead of resuming (the old state is moved aside)')
     ev.add_argument('--recover', action='store_true', help='if the saved state is damaged and its backup good, resume from the backup')
     ev.add_argument('--retry-failed', action='store_true', help="train again the candidates that failed with 'oom' or 'error'")
+    ev.add_argument('--strategy', choices=sorted(STRATEGIES), default='ga',
+                    help="how to choose the genes to train: 'ga' (the genetic algorithm), 'random' (the control) or 'hurdles' "
+                         "(the genetic algorithm training most candidates part of the way)")
+    ev.add_argument('--final-seeds', type=int, default=3, metavar='N',
+                    help='after the search, retrain the best genes and vanilla with N fresh seeds on the test split (0: no final)')
+    ev.add_argument('--finalists', type=int, default=3, metavar='K', help='how many of the best genes go to the final (default 3)')
     ev.add_argument('--quiet', action='store_true', help='no line per candidate')
     ev.add_argument('--debug', action='store_true', help='show the traceback of an error')
     _add_config_flags(ev)

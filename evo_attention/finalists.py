@@ -4,7 +4,7 @@
 
 # %% ../nbs/05b_finalists.ipynb #4c71fb57
 from __future__ import annotations
-import hashlib, math, statistics
+import hashlib, json, math, statistics
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -12,6 +12,7 @@ from typing import Callable
 import pandas as pd
 from .config import Config
 from .checkpoint import Checkpoint, CheckpointError
+from .files import write_atomic
 from .evolution import Evolution, Individual, LocalExecutor, evaluate_gene, train_candidate, _baseline_of
 
 # %% auto #0
@@ -133,7 +134,8 @@ def _start(self):
     self.results = {key: load(d) for key, d in saved['results'].items()}
     self.checkpoint.adopt(saved)
 
-def _run(self) -> Finalists:
+def _run(self, callback: Callable | None = None  # callback(key, Individual) after each training
+        ) -> Finalists:
     "Train every missing (gene, seed) of the final, saving after each; returns self."
     self.checkpoint.lock()
     try:
@@ -146,6 +148,7 @@ def _run(self) -> Finalists:
             self.executor.submit(key, partial(evaluate_gene, self.evaluate_fn, gene, seeded, self.evolution.generation))
             _, self.results[key] = self.executor.next_result()
             self.checkpoint.save(self.state_dict())
+            if callback is not None: callback(key, self.results[key])
     except BaseException:
         self.executor.cancel(); raise
     finally: self.checkpoint.unlock()
@@ -196,3 +199,27 @@ def _verdict(self) -> str:
     return f"{best.gene} is {side} than vanilla attention: {diff}."
 
 Finalists.verdict = _verdict
+
+# %% ../nbs/05b_finalists.ipynb #c5391248
+def _final_ledger(self) -> dict:
+    "Trainings, steps, tokens and seconds the final spent."
+    done = list(self.results.values())
+    tokens = [i.tokens for i in done if i.tokens is not None]
+    steps = sum(i.steps if i.steps is not None else self.evolution.config.train_steps if i.status == 'ok' else 0 for i in done)
+    return dict(trainings=len(done), steps=steps, tokens=sum(tokens) if tokens else None, seconds=sum(i.seconds for i in done))
+
+def _final_summary(self) -> dict:
+    "The final as strict JSON: settings, seeds, table (non-finite numbers as None), verdict and ledger."
+    rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()} for row in self.table().to_dict('records')]
+    return dict(k=self.k, seeds=[final_seed(self.evolution.config.seed, i) for i in range(self.seeds)], split='held out (final_loader)',
+                table=rows, verdict=self.verdict(), ledger=self.ledger(), search_ledger=self.evolution.ledger())
+
+def _final_save(self, out_dir) -> list:
+    "Write finalists.json and finalists.csv into `out_dir`; returns their paths."
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    paths = [out / 'finalists.json', out / 'finalists.csv']
+    write_atomic(paths[0], json.dumps(self.summary(), indent=2, allow_nan=False))
+    write_atomic(paths[1], self.table().to_csv(index=False))
+    return paths
+
+Finalists.ledger, Finalists.summary, Finalists.save_results = _final_ledger, _final_summary, _final_save
