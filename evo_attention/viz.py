@@ -15,8 +15,8 @@ from .genes import AttentionGene, KINDS, search_space_of
 
 # %% auto #0
 __all__ = ['ATTENTION_CMAP', 'FUTURE_COLOR', 'NotebookFigure', 'generation_stats', 'spread', 'perplexity_label', 'plot_evolution',
-           'gene_frequencies', 'plot_gene_frequencies', 'evaluated_genes', 'plot_component_effects', 'attention_grid',
-           'draw_attention', 'plot_attention', 'train_gene', 'compare_attention']
+           'gene_frequencies', 'plot_gene_frequencies', 'evaluated_genes', 'plot_component_effects', 'plot_finalists',
+           'attention_grid', 'draw_attention', 'plot_attention', 'train_gene', 'compare_attention']
 
 # %% ../nbs/06_viz.ipynb #aa07c20b
 class NotebookFigure(Figure):
@@ -58,21 +58,31 @@ def perplexity_label(config: Config) -> str:
     n = config.eval_max_batches
     return 'validation perplexity' if n is None else f'validation perplexity (first {n} batches of {config.eval_batch_size} windows)'
 
+# %% ../nbs/06_viz.ipynb #8f6213f9
+def _at_rung(results: pd.DataFrame) -> pd.DataFrame:
+    "The members scored after a partial training: fewer `steps` than the most any member of the search trained."
+    if 'steps' not in results or not len(results): return results.iloc[:0]
+    return results[(results.status == 'ok') & (results.steps < results.steps.max())]
+
 # %% ../nbs/06_viz.ipynb #d78620fb
 def plot_evolution(results: pd.DataFrame,                # `Evolution.results()`: one row per member of every generation
                    baseline: float | None = None,        # vanilla attention's perplexity (`Evolution.baseline_perplexity`)
                    ylabel: str = 'validation perplexity' # what the perplexity measures (`perplexity_label(config)`)
                   ) -> Figure:
-    "Best, mean and worst perplexity per generation, every member, failures, and vanilla attention for reference."
-    stats, ok, failed = generation_stats(results), results[results.status == 'ok'], results[results.status != 'ok']
+    "Best, mean and worst perplexity per generation, every member (hollow: stopped at a rung), failures, and vanilla attention."
+    at_rung = _at_rung(results)
+    whole = results.drop(at_rung.index)   # the statistics and the title compare trainings of the full budget only
+    stats, ok, failed = generation_stats(whole), whole[whole.status == 'ok'], whole[whole.status != 'ok']
     fig = NotebookFigure(figsize=(8, 4), layout='constrained')
     ax = fig.subplots()
     ax.scatter(spread(ok.generation), ok.perplexity, s=14, color='0.65', zorder=1, label='members')
+    if len(at_rung): ax.scatter(spread(at_rung.generation), at_rung.perplexity, s=18, facecolors='none', edgecolors='C1', zorder=1,
+                                label=f'stopped at a rung ({len(at_rung)})')
     for column, style in (('best', 'o-'), ('mean', '.--'), ('worst', '.:')):
         ax.plot(stats.index, stats[column], style, zorder=2, label=column)
     if baseline is not None: ax.axhline(baseline, color='k', lw=1, ls='--', zorder=0, label=f'vanilla ({baseline:.2f})')
     _mark_failures(ax, failed.generation, f'failed ({len(failed)})')
-    best = results.loc[results.perplexity.idxmin()] if len(results) else None  # the first member with the lowest
+    best = whole.loc[whole.perplexity.idxmin()] if len(whole) else None  # the first member with the lowest
     title = 'nothing scored yet' if best is None else f'best: {best.gene} ({best.perplexity:.2f})'
     ax.set(xlabel='generation', ylabel=ylabel, title=title)
     last = int(results.generation.max()) if len(results) else 0
@@ -140,6 +150,25 @@ def plot_component_effects(table: pd.DataFrame,                  # `Evolution.le
         ax.set_xticks(range(len(values)), values, rotation=30)
         ax.set(xlim=(-0.5, len(values) - 0.5), xlabel=kind, ylabel=ylabel if ax is axes[0] else '')
     fig.suptitle(f'Perplexity by component value: {len(ok)} genes trained, {len(failed)} failed')
+    return fig
+
+# %% ../nbs/06_viz.ipynb #8494f206
+def plot_finalists(table: pd.DataFrame,                          # `Finalists.table()`
+                   vanilla: str = str(AttentionGene.baseline()),   # the row to shade across
+                   xlabel: str = 'test perplexity: mean over seeds, 95% interval'
+                  ) -> Figure:
+    "Every finalist's mean perplexity with its 95% interval, best at the top, vanilla attention's interval shaded."
+    fig = NotebookFigure(figsize=(7, 1 + 0.45 * len(table)), layout='constrained')
+    ax = fig.subplots()
+    y = np.arange(len(table))[::-1]                               # the best (first row) at the top
+    half = [(table['mean'] - table.low).fillna(0), (table.high - table['mean']).fillna(0)]
+    ax.errorbar(table['mean'], y, xerr=half, fmt='o', capsize=4, color='C0')
+    base = table[table.gene == vanilla]
+    if len(base) and np.isfinite(base.low.iloc[0]):
+        ax.axvspan(base.low.iloc[0], base.high.iloc[0], color='0.85', zorder=0, label='vanilla, 95% interval')
+        ax.legend(fontsize=8, loc='lower right')
+    ax.set_yticks(y, table.gene)
+    ax.set(xlabel=xlabel, title='Finalists')
     return fig
 
 # %% ../nbs/06_viz.ipynb #955c9203
