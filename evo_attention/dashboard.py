@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from .config import Config
 from .genes import AttentionGene, search_space_of
-from .evolution import Evolution
+from .evolution import Evolution, STRATEGIES
 from .checkpoint import Checkpoint, CheckpointError
 from .viz import plot_evolution, plot_attention, perplexity_label, train_gene
 
@@ -43,7 +43,7 @@ _STYLE = dict(description_width='initial')  # labels as wide as their text
 
 def make_controls(config: Config  # the values to show
                  ) -> dict:
-    "One widget per setting the dashboard changes, showing `config`'s values, keyed by Config field (or 'model_size', 'data_dir')."
+    "One widget per setting the dashboard changes, showing `config`'s values, keyed by Config field (or 'model_size', 'data_dir', 'strategy')."
     count = lambda value, label: widgets.BoundedIntText(value=value, min=1, max=10**9, description=label, style=_STYLE)
     sizes = [(f"{name}: D={s['d_model']}, {s['n_heads']} heads, {s['n_layers']} layers", name) for name, s in MODEL_SIZES.items()]
     if size_name(config) == 'custom':
@@ -60,7 +60,8 @@ def make_controls(config: Config  # the values to show
                               disabled=not folder, style=_STYLE),
         device=widgets.Dropdown(options=[(d, d) for d in dict.fromkeys([*DEVICES, config.device])], value=config.device,
                                 description='device', style=_STYLE),
-        checkpoint_dir=widgets.Text(value=config.checkpoint_dir, description='checkpoints', style=_STYLE))
+        checkpoint_dir=widgets.Text(value=config.checkpoint_dir, description='checkpoints', style=_STYLE),
+        strategy=widgets.Dropdown(options=sorted(STRATEGIES), value='ga', description='strategy', style=_STYLE))
 
 # %% ../nbs/07_dashboard.ipynb #53c3b02f
 def warmup_for(steps: int, base_warmup: int | None) -> int | None:
@@ -115,6 +116,9 @@ class EvolutionDashboard:
 
     @property
     def gene_class(self) -> type: return ticked_gene_class(self.base_gene_class, self.component_boxes)
+
+    @property
+    def strategy(self) -> str: return self.controls['strategy'].value  # a name in STRATEGIES
 
 # %% ../nbs/07_dashboard.ipynb #9263084a
 PLOT_DPI, SCREEN_DPI = 144, 96  # PNG pixels per inch of figure; CSS pixels per inch the image is shown at
@@ -234,11 +238,12 @@ EvolutionDashboard._advance = _advance
 def _search(self, restart: bool) -> Evolution:
     "The Evolution for the controls' settings: the current one if they did not change, else a new one."
     config, gene_class, evolution = self.config, self.gene_class, self.evolution
-    same = (evolution is not None and evolution.config == config
+    same = (evolution is not None and evolution.config == config and evolution.strategy.name == self.strategy
             and search_space_of(evolution.gene_class) == search_space_of(gene_class))
     if restart or not same:
         loaders = (None, None) if self.evaluate_fn is not None else self.loaders(config)
-        evolution = Evolution(config, *loaders, evaluate_fn=self.evaluate_fn, gene_class=gene_class, resume=not restart)
+        evolution = Evolution(config, *loaders, evaluate_fn=self.evaluate_fn, gene_class=gene_class, strategy=self.strategy,
+                              resume=not restart)
     self.evolution = evolution
     return evolution
 
@@ -290,12 +295,13 @@ def saved_search(config: Config,                 # its checkpoint_dir is read
     if state is None: return None
     try:
         saved = replace(Config.from_dict(state['config']), checkpoint_dir=config.checkpoint_dir)
-        evolution = Evolution(saved, evaluate_fn=_not_run, gene_class=gene_class.with_choices(**state['search_space']))
+        evolution = Evolution(saved, evaluate_fn=_not_run, gene_class=gene_class.with_choices(**state['search_space']),
+                              strategy=(state.get('strategy') or {'name': 'ga'})['name'])
         evolution.load_state_dict(state)
     except Exception: return None  # a checkpoint of another version or space: nothing to show
     return evolution
 
-def _not_run(gene, config):
+def _not_run(gene, config, **fidelity):
     raise RuntimeError('a search loaded by saved_search is only looked at: run it with its own settings instead')
 
 # %% ../nbs/07_dashboard.ipynb #330bb281
@@ -372,7 +378,7 @@ def _layout(self) -> widgets.Widget:
     c = self.controls
     column = lambda *names: widgets.VBox([c[name] for name in names])
     settings = widgets.HBox([column('population_size', 'n_generations', 'train_steps', 'model_size', 'seed'),
-                             column('data', 'data_dir', 'device', 'checkpoint_dir')])
+                             column('data', 'data_dir', 'device', 'checkpoint_dir', 'strategy')])
     space = widgets.HBox([widgets.VBox([widgets.HTML(f'<b>{kind}</b>'), *row.values()], layout=widgets.Layout(margin='0 24px 0 0'))
                           for kind, row in self.component_boxes.items()])
     search = widgets.VBox([settings, space, widgets.HBox([self.run_button, self.restart_button]), self.progress,
