@@ -14,9 +14,11 @@ from .config import Config
 from .checkpoint import Checkpoint, CheckpointError
 from .files import write_atomic
 from .evolution import Evolution, Individual, LocalExecutor, evaluate_gene, train_candidate, _baseline_of
+from .genes import KINDS
 
 # %% auto #0
-__all__ = ['FINAL_COLUMNS', 't_cdf', 't_quantile', 'mean_interval', 'final_seed', 'final_genes', 'Finalists']
+__all__ = ['FINAL_COLUMNS', 't_cdf', 't_quantile', 'mean_interval', 'final_seed', 'final_genes', 'Finalists', 'ablation_genes',
+           'ablate']
 
 # %% ../nbs/05b_finalists.ipynb #23bf6753
 def _incomplete_beta(a: float, b: float, x: float) -> float:
@@ -88,7 +90,9 @@ class Finalists:
                  *, evaluate_fn: Callable | None = None,  # evaluate_fn(gene, config) instead of training on final_loader
                  k: int = 3,                        # how many of the search's best genes
                  seeds: int = 3,                    # fresh seeds per gene
-                 executor=None):                    # where trainings run; None: the search's executor
+                 executor=None,                     # where trainings run; None: the search's executor
+                 genes: list | None = None,         # the genes to retrain instead of the best k and vanilla (see `ablate`)
+                 name: str = 'finalists'):          # its checkpoint: NAME.json in the search's folder
         if evaluate_fn is None:
             if final_loader is None or evolution.train_loader is None:
                 raise ValueError('Finalists train on the search\'s train_loader and score on final_loader (the test split): '
@@ -97,7 +101,7 @@ class Finalists:
         if seeds < 1 or k < 1: raise ValueError(f'k and seeds must be at least 1, got k={k}, seeds={seeds}')
         self.evolution, self.evaluate_fn, self.k, self.seeds = evolution, evaluate_fn, k, seeds
         self.executor = executor or evolution.executor
-        self.checkpoint = Checkpoint(evolution.config.checkpoint_dir, 'finalists')
+        self.checkpoint, self.chosen = Checkpoint(evolution.config.checkpoint_dir, name), genes
         self.genes, self.results = [], {}  # results: '<gene>|<i>' -> Individual
 
 # %% ../nbs/05b_finalists.ipynb #2d23fc52
@@ -124,7 +128,7 @@ Finalists.from_search, Finalists.plan, Finalists.state_dict = _from_search, _pla
 # %% ../nbs/05b_finalists.ipynb #805d96a4
 def _start(self):
     "Load the saved final of this search, or plan a new one from the search's results."
-    self.genes = final_genes(self.evolution, self.k)
+    self.genes = final_genes(self.evolution, self.k) if self.chosen is None else [g.canonical() for g in self.chosen]
     saved = self.checkpoint.load()
     if saved is None: return
     mine = self.state_dict()
@@ -223,3 +227,21 @@ def _final_save(self, out_dir) -> list:
     return paths
 
 Finalists.ledger, Finalists.summary, Finalists.save_results = _final_ledger, _final_summary, _final_save
+
+# %% ../nbs/05b_finalists.ipynb #7a7d8bdc
+def ablation_genes(gene  # the gene to take apart
+                  ) -> list:
+    "`gene`, then one variant per component that differs from vanilla attention's (that component set to vanilla's value), then vanilla."
+    vanilla = type(gene).baseline()
+    variants = [replace(gene, **{kind: getattr(vanilla, kind)}) for kind in KINDS if getattr(gene, kind) != getattr(vanilla, kind)]
+    return list(dict.fromkeys([gene, *variants, vanilla]))
+
+def ablate(evolution: Evolution,   # the search whose data (and folder) the ablation uses
+           gene=None,              # the gene to take apart (None: the search's best)
+           final_loader=None,      # held-out batches, as for `Finalists` (None with real training: the test split)
+           *, evaluate_fn: Callable | None = None, seeds: int = 3) -> pd.DataFrame:
+    "Retrain `gene`, its one-component-back-to-vanilla variants and vanilla with the final's seeds; their table (mean and 95% interval)."
+    gene = evolution.gene_class.from_string(evolution.summary()['best_gene']) if gene is None else gene
+    kwargs = dict(evaluate_fn=evaluate_fn, seeds=seeds, genes=ablation_genes(gene), name='ablation')
+    if evaluate_fn is None and final_loader is None: return Finalists.from_search(evolution, **kwargs).run().table()
+    return Finalists(evolution, final_loader, **kwargs).run().table()
