@@ -12,7 +12,9 @@ candidate), and then, as a user would:
 3. interrupts the kernel (the notebook's interrupt button) mid-run: the message line must say Stopped;
 4. presses **Run / Resume** again and waits for Done (the progress bar full, the plot and the leaderboard shown);
 5. switches to the 'Attention' tab: the gene picker must hold the scored genes with the best selected; picks the
-   second gene, presses **Show attention** and waits for the heatmap image.
+   second gene, presses **Show attention** and waits for the heatmap image;
+6. switches to the 'Final' tab, sets 1 finalist and 2 seeds, presses **Run final** and waits for Done, the finalists
+   table (the best gene and vanilla, with their intervals) and its plot.
 
 A screenshot is saved at each stage, into --screenshots (default: a new temporary folder; printed). A flavour FAILS
 when a widget does not render ('Loading widget...', 'Error displaying widget' or a widget error placeholder), a stage
@@ -314,6 +316,20 @@ class Check:
         viewer = self.widget('viewer-message').text
         if not viewer.startswith(chosen): raise Failure(f'the viewer says {viewer!r}, not the picked gene {chosen!r}')
         self.snapshot('attention')
+
+        if not self.tab('Final'): raise Failure("no 'Final' tab")
+        wait('the Run final button', lambda: (b := self.button('Run final')) and b.is_displayed(), 30)
+        self.set_number('finalists', 1)
+        self.set_number('seeds each', 2)
+        self.button('Run final').click()
+        wait('Done on the final message line', lambda: (m := self.widget('final-message')) is not None and m.text.startswith('Done'), timeout)
+        wait('the finalists plot', lambda: self.image_shown('final-plot'), 30)
+        head = [h.text.strip() for h in self.driver.find_elements(By.CSS_SELECTOR, '.evo-final-table thead th')]
+        rows = self.driver.find_elements(By.CSS_SELECTOR, '.evo-final-table tbody tr')
+        if not {'gene', 'mean', '95% CI'} <= set(head) or len(rows) != 2:
+            raise Failure(f'the final table has columns {head} and {len(rows)} rows, not the best gene and vanilla with intervals')
+        print(f"      final: {self.widget('final-message').text[:160]!r}", flush=True)
+        self.snapshot('final')
 
     def table_genes(self) -> list:
         text = lambda e: (e.get_attribute('textContent') or '').strip()  # also while its tab is hidden

@@ -23,6 +23,7 @@ FIELD_HELP = {  # what a flag's help says beyond its default, where the type alo
     'data': "'wikitext', 'synthetic', or a folder of WikiText files",
     'precision': f"one of {', '.join(PRECISIONS)}", 'device': "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'",
     'train_split': "'train', or 'test' (evaluating on validation: the offline 'wt2-mini' protocol)",
+    'eval_split': "'validation', or 'validation_a' (its first half: the second is left for the final)",
     'warmup_steps': 'default: a tenth of --train-steps', 'checkpoint_dir': 'default: OUT/checkpoints',
     'eval_max_batches': 'default: the whole split (exact)'}
 
@@ -147,13 +148,14 @@ def evolve(args: argparse.Namespace) -> int:
     return 0
 
 def _final(evo, args: argparse.Namespace):
-    "Retrain the best genes and vanilla with fresh seeds on the test split, and print the table and the verdict."
+    "Retrain the best genes and vanilla with fresh seeds on held-out data (the test split), and print the table and the verdict."
     from evo_attention.finalists import Finalists
-    if evo.config.train_split == 'test':
-        print("no final: this search trains on the test split ('wt2-mini'), so no held-out split is left to score on")
+    if evo.config.train_split == 'test' and evo.config.eval_split != 'validation_a':
+        print("no final: this search trains on the test split ('wt2-mini'), so no held-out split is left to score on "
+              "(--eval-split validation_a searches on half of validation and keeps the other half for the final)")
         return
     final = Finalists.from_search(evo, k=args.finalists, seeds=args.final_seeds)
-    print(f'final: the best {args.finalists} genes and vanilla, {args.final_seeds} fresh seeds each, on the test split', flush=True)
+    print(f'final: the best {args.finalists} genes and vanilla, {args.final_seeds} fresh seeds each, on the {final.split} split', flush=True)
     line = lambda key, i: None if args.quiet else tqdm.write(
         f"final {key:46s} ppl {i.perplexity:8.2f}" if i.status == 'ok' else f"final {key:46s} {i.status}", file=sys.stdout)
     final.run(callback=line)

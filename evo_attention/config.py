@@ -47,6 +47,7 @@ class Config:
     # run
     data: str = 'wikitext'         # 'wikitext', 'synthetic', or a folder of WikiText files
     train_split: str = 'train'     # the split to train on; 'test' (evaluating on validation) is the offline "wt2-mini" protocol
+    eval_split: str = 'validation' # the split a search scores on; 'validation_a' (its first half) leaves 'validation_b' for the final
     device: str = 'auto'           # 'auto' (cuda, then mps, then cpu), or a torch device string
     checkpoint_dir: str = 'checkpoints'  # where a search writes its state after every candidate
     seed: int = 42                 # seeds the search, the data order and every candidate's weights
@@ -84,6 +85,7 @@ def _validate(self: Config):
     _check(self.eval_max_batches is None or self.eval_max_batches > 0, 'eval_max_batches', 'must be None or positive')
     _check(isinstance(self.data, str) and bool(self.data), 'data', "must be 'wikitext', 'synthetic' or a folder path")
     _check(self.train_split in ('train', 'test'), 'train_split', f"must be 'train' or 'test', got {self.train_split!r}")
+    _check(self.eval_split in ('validation', 'validation_a'), 'eval_split', f"must be 'validation' or 'validation_a', got {self.eval_split!r}")
     _check(re.fullmatch(r'auto|cpu|(cuda|mps)(:\d+)?', self.device) is not None, 'device',
            f"{self.device!r} is not a device: valid devices are 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
 

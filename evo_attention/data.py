@@ -14,12 +14,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .files import write_atomic
 
 # %% auto #0
-__all__ = ['UNK', 'EOS', 'UNK_ID', 'EOS_ID', 'SPLITS', 'SPLIT_FILES', 'HUB_DATASET', 'OFFLINE_HELP', 'CACHE_VERSION', 'COPY',
-           'COPY_ID', 'N_SPECIAL', 'MIN_SYNTHETIC_VOCAB', 'DEFAULT_EVAL_BATCH', 'tokenize', 'build_vocab',
-           'encode_tokens', 'encode', 'decode', 'split_name', 'find_split_files', 'download_wikitext', 'cache_root',
-           'cache_path', 'save_atomic', 'read_cache', 'load_wikitext', 'SyntheticLanguage', 'unigram_entropy',
-           'bigram_entropy', 'TokenWindows', 'RandomWindows', 'eval_batches', 'make_loaders', 'get_dataloaders',
-           'eval_batch_for', 'loader_arguments', 'get_dataloaders_for', 'fingerprint']
+__all__ = ['UNK', 'EOS', 'UNK_ID', 'EOS_ID', 'SPLITS', 'SPLIT_FILES', 'HALVES', 'HUB_DATASET', 'OFFLINE_HELP', 'CACHE_VERSION',
+           'COPY', 'COPY_ID', 'N_SPECIAL', 'MIN_SYNTHETIC_VOCAB', 'DEFAULT_EVAL_BATCH', 'tokenize', 'build_vocab',
+           'encode_tokens', 'encode', 'decode', 'split_name', 'halve', 'find_split_files', 'download_wikitext',
+           'cache_root', 'cache_path', 'save_atomic', 'read_cache', 'load_wikitext', 'SyntheticLanguage',
+           'unigram_entropy', 'bigram_entropy', 'TokenWindows', 'RandomWindows', 'eval_batches', 'make_loaders',
+           'get_dataloaders', 'eval_batch_for', 'loader_arguments', 'get_dataloaders_for', 'fingerprint']
 
 # %% ../nbs/03_data.ipynb #bae2e699
 UNK, EOS = '<unk>', '<eos>'  # the two special tokens of every vocabulary
@@ -72,12 +72,23 @@ SPLIT_FILES = {'train': ('wiki.train.tokens', 'wiki.train.raw', 'train.txt'),   
                'validation': ('wiki.valid.tokens', 'wiki.valid.raw', 'valid.txt'),
                'test': ('wiki.test.tokens', 'wiki.test.raw', 'test.txt')}
 
-def split_name(split: str  # 'train', 'validation' (or 'valid'), 'test'
+HALVES = {'validation_a': ('validation', 0), 'validation_b': ('validation', 1)}  # half: (the split it halves, which half)
+
+def split_name(split: str  # 'train', 'validation' (or 'valid'), 'test', or a half of validation in HALVES
               ) -> str:
     "The canonical name of `split`."
     split = {'valid': 'validation'}.get(split, split)
-    if split not in SPLITS: raise ValueError(f"Unknown split {split!r}: valid splits are {list(SPLITS)}")
+    if split not in SPLITS and split not in HALVES:
+        raise ValueError(f"Unknown split {split!r}: valid splits are {list(SPLITS)}, or the halves {list(HALVES)}")
     return split
+
+def halve(ids: torch.Tensor  # (N,) token ids of a split, lines ending in <eos>
+         ) -> tuple:
+    "(first, second): `ids` cut after the first <eos> at or past the middle, so that each half holds whole lines."
+    middle = len(ids) // 2
+    ends = (ids[middle:] == EOS_ID).nonzero()
+    cut = middle + int(ends[0]) + 1 if len(ends) else middle
+    return ids[:cut], ids[cut:]
 
 # %% ../nbs/03_data.ipynb #1761d70a
 def find_split_files(data_dir  # a folder of WikiText files
@@ -365,15 +376,19 @@ def make_loaders(train: TokenWindows,   # stride-1 windows of the training split
 # %% ../nbs/03_data.ipynb #a89c9134
 def _load_tokens(vocab_size, use_wikitext, data_dir, train_split, split, cache_dir) -> tuple:
     "`(vocab, train ids, eval ids, source)` for `get_dataloaders`."
-    if train_split == split: raise ValueError(f"train_split and split are both {split!r}: never evaluate on the training data")
+    whole, half = HALVES.get(split, (split, None))
+    if train_split == whole: raise ValueError(f"train_split is {train_split!r} and split is {split!r}: never evaluate on the training data")
     if not use_wikitext:
         if data_dir is not None: raise ValueError("data_dir is for WikiText files: pass use_wikitext=True with it, or no data_dir")
         lang = SyntheticLanguage(vocab_size=vocab_size)
-        return lang.vocab, lang.split(train_split)[0], lang.split(split)[0], f'synthetic(vocab_size={vocab_size})'
-    vocab, splits = load_wikitext(vocab_size, data_dir=data_dir, train_split=train_split, cache_dir=cache_dir)
-    if split not in splits: raise _missing_split(data_dir, split, find_split_files(data_dir), 'evaluation')
-    source = f'{HUB_DATASET[0]}/{HUB_DATASET[1]}' if data_dir is None else f'wikitext files in {str(data_dir)!r}'
-    return vocab, splits[train_split], splits[split], source
+        vocab, train_ids, eval_ids = lang.vocab, lang.split(train_split)[0], lang.split(whole)[0]
+        source = f'synthetic(vocab_size={vocab_size})'
+    else:
+        vocab, splits = load_wikitext(vocab_size, data_dir=data_dir, train_split=train_split, cache_dir=cache_dir)
+        if whole not in splits: raise _missing_split(data_dir, whole, find_split_files(data_dir), 'evaluation')
+        source = f'{HUB_DATASET[0]}/{HUB_DATASET[1]}' if data_dir is None else f'wikitext files in {str(data_dir)!r}'
+        train_ids, eval_ids = splits[train_split], splits[whole]
+    return vocab, train_ids, eval_ids if half is None else halve(eval_ids)[half], source
 
 # %% ../nbs/03_data.ipynb #3284f574
 def get_dataloaders(vocab_size: int | None,  # total vocabulary entries (specials included); ids are always below it
@@ -382,7 +397,7 @@ def get_dataloaders(vocab_size: int | None,  # total vocabulary entries (special
                     eval_batch_size: int,     # evaluation windows per batch
                     use_wikitext: bool = True,  # False: the synthetic language
                     *, data_dir=None,         # a folder of WikiText files, read offline
-                    split: str = 'validation',  # the evaluation split: 'validation' or 'test'
+                    split: str = 'validation',  # the evaluation split: 'validation', 'test', or a half of validation (HALVES)
                     train_split: str = 'train',  # the training split ('test' with split='validation': wt2-mini)
                     seed: int = 0,            # seeds the order of the training windows
                     device=None,              # where the model runs (pins memory for CUDA)
@@ -418,7 +433,7 @@ def loader_arguments(config,    # an `evo_attention.config.Config`
     return dict(vocab_size=config.vocab_size, max_seq_len=config.max_seq_len, batch_size=config.batch_size,
                 eval_batch_size=eval_batch_for(config), use_wikitext=config.data != 'synthetic',
                 data_dir=None if config.data in ('wikitext', 'synthetic') else config.data, seed=config.seed,
-                device=config.device, **{'train_split': config.train_split, **options})
+                device=config.device, **{'train_split': config.train_split, 'split': config.eval_split, **options})
 
 def get_dataloaders_for(config,    # an `evo_attention.config.Config`
                         **options  # more keyword arguments of `get_dataloaders` (train_split, cache_dir, ...)

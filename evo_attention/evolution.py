@@ -19,10 +19,10 @@ from .checkpoint import (Checkpoint, CheckpointError, FACTS, RUN_FIELDS, rng_fro
                                       search_differences)
 
 # %% auto #0
-__all__ = ['MAX_TRIES', 'STRATEGIES', 'EVENTS', 'RESULT_COLUMNS', 'LEADERBOARD_COLUMNS', 'ToyLandscape', 'initial_genes',
-           'breed_child', 'next_genes', 'Individual', 'read_outcome', 'evaluate_gene', 'train_candidate',
-           'GeneticAlgorithm', 'RandomSearch', 'Hurdles', 'strategy_named', 'strategy_record', 'LocalExecutor',
-           'Evolution', 'comparable', 'kendall_tau']
+__all__ = ['MAX_TRIES', 'STRATEGIES', 'EVENTS', 'DERIVED', 'RESULT_COLUMNS', 'LEADERBOARD_COLUMNS', 'ToyLandscape',
+           'initial_genes', 'breed_child', 'next_genes', 'Individual', 'read_outcome', 'evaluate_gene',
+           'train_candidate', 'GeneticAlgorithm', 'RandomSearch', 'Hurdles', 'strategy_named', 'strategy_record',
+           'LocalExecutor', 'Evolution', 'comparable', 'kendall_tau']
 
 # %% ../nbs/05_evolution.ipynb #799b85f7
 class ToyLandscape:
@@ -437,9 +437,12 @@ def _resume_from(self, state: dict):
     self.checkpoint.adopt(state)  # a backup recovered from becomes the checkpoint again
     self.resumed = True
 
+DERIVED = ('finalists', 'ablation')  # checkpoints computed from a search (05b_finalists): they start over with it
+
 def _start(self):
     "Resume the search saved in config.checkpoint_dir, or begin a new one with generation 0 drawn and saved."
-    if not self.resume: self.checkpoint.start_over()
+    if not self.resume:
+        for checkpoint in (self.checkpoint, *(Checkpoint(self.checkpoint.folder, name) for name in DERIVED)): checkpoint.start_over()
     state = self.checkpoint.load(self.recover)
     if state is not None: self._resume_from(state)
     else:

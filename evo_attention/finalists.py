@@ -17,8 +17,8 @@ from .evolution import Evolution, Individual, LocalExecutor, evaluate_gene, trai
 from .genes import KINDS
 
 # %% auto #0
-__all__ = ['FINAL_COLUMNS', 't_cdf', 't_quantile', 'mean_interval', 'final_seed', 'final_genes', 'Finalists', 'ablation_genes',
-           'ablate']
+__all__ = ['FINAL_COLUMNS', 't_cdf', 't_quantile', 'mean_interval', 'final_seed', 'final_genes', 'Finalists', 'final_split',
+           'ablation_genes', 'ablate']
 
 # %% ../nbs/05b_finalists.ipynb #23bf6753
 def _incomplete_beta(a: float, b: float, x: float) -> float:
@@ -103,17 +103,23 @@ class Finalists:
         self.executor = executor or evolution.executor
         self.checkpoint, self.chosen = Checkpoint(evolution.config.checkpoint_dir, name), genes
         self.genes, self.results = [], {}  # results: '<gene>|<i>' -> Individual
+        self.split = getattr(getattr(final_loader, 'dataset', None), 'split', None)  # the held-out split's name, where known
 
 # %% ../nbs/05b_finalists.ipynb #2d23fc52
+def final_split(config: Config) -> str:
+    "The split the final scores on: 'test', or 'validation_b' when the search scored on 'validation_a'; never one it saw."
+    split = 'validation_b' if config.eval_split == 'validation_a' else 'test'
+    if split == config.train_split:
+        raise ValueError("This search trains on the test split (the 'wt2-mini' protocol), so there is no held-out test split to "
+                         "score finalists on: search with eval_split='validation_a' (the first half of validation) to keep the "
+                         "second half for the final, or pass a final_loader of other held-out data")
+    return split
+
 @classmethod
 def _from_search(cls, evolution: Evolution, **kwargs) -> Finalists:
-    "Finalists scored on the test split of `evolution.config.data` (never the split it trained on)."
+    "Finalists scored on `final_split(evolution.config)` of `evolution.config.data`: data the search never saw."
     from evo_attention.data import get_dataloaders_for
-    config = evolution.config
-    if config.train_split == 'test':
-        raise ValueError("This search trains on the test split (the 'wt2-mini' protocol), so there is no held-out test split to "
-                         "score finalists on: pass a final_loader of other held-out data")
-    return cls(evolution, get_dataloaders_for(config, split='test')[1], **kwargs)
+    return cls(evolution, get_dataloaders_for(evolution.config, split=final_split(evolution.config))[1], **kwargs)
 
 def _plan(self) -> list:
     "(gene, i) of every training of the final, seed by seed."
@@ -215,7 +221,7 @@ def _final_ledger(self) -> dict:
 def _final_summary(self) -> dict:
     "The final as strict JSON: settings, seeds, table (non-finite numbers as None), verdict and ledger."
     rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()} for row in self.table().to_dict('records')]
-    return dict(k=self.k, seeds=[final_seed(self.evolution.config.seed, i) for i in range(self.seeds)], split='held out (final_loader)',
+    return dict(k=self.k, seeds=[final_seed(self.evolution.config.seed, i) for i in range(self.seeds)], split=self.split or 'held out (final_loader)',
                 table=rows, verdict=self.verdict(), ledger=self.ledger(), search_ledger=self.evolution.ledger())
 
 def _final_save(self, out_dir) -> list:
