@@ -411,7 +411,7 @@ def search_landscape(seed: int,                        # draws the cost of every
                     ) -> ToyLandscape:
     "A ToyLandscape with a cost per component value drawn from `seed` (sd 3 points), a per-gene jitter (sd 0.5), no failures."
     rng = random.Random(seed)
-    cost = {value: rng.gauss(0, 3) for kind in KINDS for value in gene_class.choices(kind)}
+    cost = {value: rng.gauss(0, 3) for kind in gene_class.kinds for value in gene_class.choices(kind)}
     return ToyLandscape(cost=cost, jitter=0.5, failures=False)
 
 def original_trainings(config: Config) -> int:
