@@ -2,7 +2,7 @@
 __version__ = "0.1.0"
 
 from evo_attention.config import Config
-from evo_attention.genes import AttentionGene
+from evo_attention.genes import AttentionGene, ModernGene
 from evo_attention.evolution import Evolution
 
-__all__ = ['Config', 'AttentionGene', 'Evolution']
+__all__ = ['Config', 'AttentionGene', 'ModernGene', 'Evolution']

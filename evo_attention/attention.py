@@ -10,16 +10,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from .genes import AttentionGene, KINDS
+from .genes import AttentionGene, ModernGene, KINDS
 
 # %% auto #0
 __all__ = ['REGISTRIES', 'SIMILARITY_REGISTRY', 'NORMALIZATION_REGISTRY', 'GATING_REGISTRY', 'TEMPERATURE_REGISTRY',
-           'FIXED_BETAS', 'SPARSEMAX_METHODS', 'RELU_NORM_EPS', 'HIGHWAY_BIAS', 'SPARSEMAX_BLOCK', 'causal_mask',
-           'vanilla_attention', 'inverse_sqrt', 'register_similarity', 'register_normalization', 'register_temperature',
-           'register_gating', 'build_component', 'check_registered', 'same_features', 'dot', 'Multiplicative',
-           'additive_beta', 'Additive', 'unit_features', 'cosine', 'FixedTemperature', 'LearnedTemperature',
-           'AdaptiveTemperature', 'softmax', 'sparsemax_method', 'sparsemax', 'relu_norm', 'sigmoid', 'topk_softmax',
-           'Gating', 'InputGate', 'OutputGate', 'Highway', 'OriginalHighway', 'EvolvedAttention',
+           'POSITION_REGISTRY', 'FIXED_BETAS', 'SPARSEMAX_METHODS', 'RELU_NORM_EPS', 'HIGHWAY_BIAS', 'SOFTPICK_EPS',
+           'ROPE_BASE', 'SPARSEMAX_BLOCK', 'causal_mask', 'vanilla_attention', 'inverse_sqrt', 'register_similarity',
+           'register_normalization', 'register_temperature', 'register_gating', 'register_position', 'build_component',
+           'check_registered', 'same_features', 'dot', 'Multiplicative', 'additive_beta', 'Additive', 'unit_features',
+           'cosine', 'FixedTemperature', 'LearnedTemperature', 'AdaptiveTemperature', 'softmax', 'sparsemax_method',
+           'sparsemax', 'relu_norm', 'sigmoid', 'topk_softmax', 'Gating', 'InputGate', 'OutputGate', 'Highway',
+           'OriginalHighway', 'Position', 'LearnedPositions', 'position_of', 'uses_absolute_positions',
+           'EvolvedAttention', 'softpick', 'stick_breaking', 'half_inverse_sqrt', 'lambda_init', 'Differential',
+           'LogLengthTemperature', 'HeadwiseGate', 'Rotary', 'NoPositions', 'alibi_slopes', 'ALiBi', 'ForgetGate',
            'can_use_fused_kernel']
 
 # %% ../nbs/01_attention.ipynb #aa4aa77b
@@ -43,9 +46,9 @@ def vanilla_attention(q: torch.Tensor,                   # queries (B, H, T, Dh)
     return weights @ v, weights                                    # (B, H, T, Dh), (B, H, T, T)
 
 # %% ../nbs/01_attention.ipynb #4619e742
-REGISTRIES = {kind: {} for kind in KINDS}  # kind -> {gene name: implementation}
+REGISTRIES = {kind: {} for kind in ModernGene.kinds}  # kind -> {gene name: implementation}; `position` for ModernGene
 SIMILARITY_REGISTRY, NORMALIZATION_REGISTRY = REGISTRIES['similarity'], REGISTRIES['normalization']  # the same dicts, by name
-GATING_REGISTRY, TEMPERATURE_REGISTRY = REGISTRIES['gating'], REGISTRIES['temperature']
+GATING_REGISTRY, TEMPERATURE_REGISTRY, POSITION_REGISTRY = REGISTRIES['gating'], REGISTRIES['temperature'], REGISTRIES['position']
 FIXED_BETAS = {}  # similarity name -> function of d_head: the inverse temperature giving unit-variance scores
 
 def _register(kind: str, name: str) -> Callable:
@@ -81,8 +84,12 @@ def register_temperature(name: str) -> Callable:
     return _register('temperature', name)
 
 def register_gating(name: str) -> Callable:
-    "Decorator: register a gating, an nn.Module class built as cls(d_model) with `before(x)` and `after(x, o, project)`."
+    "Decorator: register a gating, an nn.Module class built as cls(d_model) (cls(d_model, n_heads) if it sets `per_head`) with `before(x)` and `after(x, o, project)`."
     return _register('gating', name)
+
+def register_position(name: str) -> Callable:
+    "Decorator: register a position (ModernGene), an nn.Module class built as cls(d_model, n_heads) with `rotate(q, k, groups)` and `bias(x)`."
+    return _register('position', name)
 
 # %% ../nbs/01_attention.ipynb #d5c52e64
 def build_component(kind: str,  # one of `KINDS`
@@ -90,7 +97,7 @@ def build_component(kind: str,  # one of `KINDS`
                     *args       # constructor arguments, used when the implementation is an nn.Module class
                    ):
     "The registered `kind` named `name`: the function itself, or an instance of the registered class."
-    if kind not in REGISTRIES: raise ValueError(f"Unknown component kind {kind!r}: valid kinds are {list(KINDS)}")
+    if kind not in REGISTRIES: raise ValueError(f"Unknown component kind {kind!r}: valid kinds are {list(REGISTRIES)}")
     registry = REGISTRIES[kind]
     if name not in registry:
         raise ValueError(f"No {kind} named {name!r} is registered; registered {kind} names: {sorted(registry)}. "
@@ -102,7 +109,7 @@ def build_component(kind: str,  # one of `KINDS`
 def check_registered(gene_class: type  # `AttentionGene` or a subclass
                     ) -> None:
     "Raise a ValueError naming every value of `gene_class`'s lists that has no registered implementation."
-    missing = {kind: [v for v in gene_class.choices(kind) if v not in REGISTRIES[kind]] for kind in KINDS}
+    missing = {kind: [v for v in gene_class.choices(kind) if v not in REGISTRIES[kind]] for kind in gene_class.kinds}
     missing = {kind: names for kind, names in missing.items() if names}
     if missing: raise ValueError(f"{gene_class.__name__} lists components that are not registered: {missing}; "
                                  f"registered: { {kind: sorted(REGISTRIES[kind]) for kind in missing} }")
@@ -367,13 +374,41 @@ class OriginalHighway(_Gate):
         g = self.g(x)
         return g * project(o) + (1 - g) * x
 
+# %% ../nbs/01_attention.ipynb #46cc70dc
+class Position(nn.Module):
+    "How positions enter attention: rotate q and k (`rotate`), add a bias to the scores (`bias`); this base does neither."
+    absolute = False  # whether the model adds learned absolute position embeddings to its tokens
+    def __init__(self, d_model: int, n_heads: int): super().__init__()
+
+    def rotate(self, q: torch.Tensor, k: torch.Tensor, groups: int = 1) -> tuple:
+        "q and k (B, H, T, Dh) as the scores should see them; `groups` splits Dh into parts scored separately."
+        return q, k
+
+    def bias(self, x: torch.Tensor) -> torch.Tensor | None:
+        "A bias added to the scaled scores, broadcasting against (B, H, T, T), from the layer input x (B, T, D); or None."
+        return None
+
+@register_position('learned')
+class LearnedPositions(Position):
+    "The model's learned absolute position embeddings (02_model): nothing to do inside attention."
+    absolute = True
+
+def position_of(gene) -> str:
+    "The gene's position: its own for a ModernGene, 'learned' for every AttentionGene."
+    return getattr(gene, 'position', 'learned')
+
+def uses_absolute_positions(gene) -> bool:
+    "Whether a model of `gene` adds learned absolute position embeddings to its tokens."
+    return bool(getattr(POSITION_REGISTRY.get(position_of(gene)), 'absolute', False))
+
 # %% ../nbs/01_attention.ipynb #04244c7c
 class EvolvedAttention(nn.Module):
     "Causal multi-head attention whose similarity, normalization, gating and temperature come from a gene."
     def __init__(self, d_model: int,          # model width D
                  n_heads: int,                # heads H; d_model must be divisible by it
-                 gene: AttentionGene,         # the four components, by registered name
-                 dropout: float = 0.0):       # dropout on the attention weights while training
+                 gene: AttentionGene,         # the components, by registered name
+                 dropout: float = 0.0,        # dropout on the attention weights while training
+                 layer: int = 1):             # the layer's depth, 1 for the first (differential attention's lambda_init)
         super().__init__()
         if d_model % n_heads: raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
         self.gene, self.n_heads, self.d_head, self.dropout = gene, n_heads, d_model // n_heads, dropout
@@ -381,9 +416,12 @@ class EvolvedAttention(nn.Module):
         self.temperature = build_component('temperature', gene.temperature, d_model, n_heads,
                                            FIXED_BETAS[gene.similarity](self.d_head))
         self.normalization = build_component('normalization', gene.normalization, n_heads)
-        self.gating = build_component('gating', gene.gating, d_model)
+        per_head = getattr(GATING_REGISTRY.get(gene.gating), 'per_head', False)
+        self.gating = build_component('gating', gene.gating, *((d_model, n_heads) if per_head else (d_model,)))
         self.qkv, self.out = nn.Linear(d_model, 3 * d_model), nn.Linear(d_model, d_model)
         nn.init.normal_(self.qkv.weight, std=d_model ** -0.5); nn.init.zeros_(self.qkv.bias)
+        self.position = build_component('position', position_of(gene), d_model, n_heads)  # last: the others draw as before
+        if hasattr(self.similarity, 'at_layer'): self.similarity.at_layer(layer)
 
     uses_fused_kernel = False  # whether `forward` runs on a fused kernel: a property once "The fast path" adds one
 
@@ -403,14 +441,21 @@ def _merge_heads(self, o: torch.Tensor) -> torch.Tensor:
 EvolvedAttention._split_heads, EvolvedAttention._merge_heads = _split_heads, _merge_heads
 
 # %% ../nbs/01_attention.ipynb #3f0d52eb
-def _attend_explicit(self, q, k, v, beta) -> tuple:
+def _weights_of(self, s, beta, bias) -> torch.Tensor:
+    "Weights (B, H, T, T) from one score map s: scaled by beta, plus the position's bias if any, masked, normalised."
+    scores = beta * _at_least_fp32(s)                                                 # (B, H, T, T)
+    if bias is not None: scores = scores + bias
+    return self.normalization(scores.masked_fill(causal_mask(s.shape[-2], s.device), float('-inf')))
+
+def _attend_explicit(self, q, k, v, beta, bias=None) -> tuple:
     "Attention output (B, H, T, Dh) and weights (B, H, T, T), for any components."
-    scores = beta * _at_least_fp32(self.similarity(q, k))                             # (B, H, T, T)
-    weights = self.normalization(scores.masked_fill(causal_mask(q.shape[-2], q.device), float('-inf')))
+    s = self.similarity(q, k)                          # (B, H, T, T), or a tuple of maps that `similarity.combine` joins
+    weights = self.similarity.combine(*(self._weights_of(m, beta, bias) for m in s)) if isinstance(s, tuple) \
+              else self._weights_of(s, beta, bias)
     o = F.dropout(weights, self.dropout, self.training).to(v.dtype) @ v               # (B, H, T, Dh)
     return o, weights
 
-EvolvedAttention._attend_explicit = _attend_explicit
+EvolvedAttention._weights_of, EvolvedAttention._attend_explicit = _weights_of, _attend_explicit
 
 # %% ../nbs/01_attention.ipynb #86c5eb8c
 def _forward(self, x: torch.Tensor,          # block input (B, T, D)
@@ -418,9 +463,11 @@ def _forward(self, x: torch.Tensor,          # block input (B, T, D)
             ):
     "y (B, T, D), or (y, weights) when `return_weights`."
     q, k, v = self._split_heads(self.gating.before(x))  # (B, H, T, Dh) each
-    beta = self.temperature(x)                          # broadcasts against (B, H, T, T)
-    if return_weights or not self.uses_fused_kernel: o, weights = self._attend_explicit(q, k, v, beta)
-    else: o, weights = self._attend_fused(q, k, v, beta), None
+    q, k = self.position.rotate(q, k, getattr(self.similarity, 'groups', 1))  # unchanged but for rope
+    beta, bias = self.temperature(x), self.position.bias(x)  # broadcast against (B, H, T, T); bias None but for alibi, forget
+    if return_weights or not self.uses_fused_kernel: o, weights = self._attend_explicit(q, k, v, beta, bias)
+    else: o, weights = self._attend_fused(q, k, v, beta, bias), None
+    if hasattr(self.similarity, 'finish'): o = self.similarity.finish(o)  # differential: its per-head norm
     y = self.gating.after(x, self._merge_heads(o), self.out)  # (B, T, D)
     return (y, weights) if return_weights else y
 
@@ -432,6 +479,155 @@ def _residual(self, r: torch.Tensor,  # the residual stream (B, T, D)
     return self.gating.residual(r, x, y)
 
 EvolvedAttention.forward, EvolvedAttention.residual = _forward, _residual
+
+# %% ../nbs/01_attention.ipynb #df2bfe40
+SOFTPICK_EPS = 1e-6  # epsilon of the softpick denominator
+
+@register_normalization('softpick')
+def softpick(scores: torch.Tensor  # masked scores (B, H, T, T)
+            ) -> torch.Tensor:
+    "relu(e^s_ij - 1) / (sum_j |e^s_ij - 1| + eps) over the visible positions, computed with the row maximum taken out."
+    m = scores.amax(-1, keepdim=True).clamp_min(0).detach()    # (B, H, T, 1); the value does not depend on m
+    e = torch.where(torch.isfinite(scores), torch.exp(scores - m) - torch.exp(-m), 0)  # e^-m (e^s - 1), 0 where masked
+    return e.relu() / (e.abs().sum(-1, keepdim=True) + SOFTPICK_EPS * torch.exp(-m))
+
+# %% ../nbs/01_attention.ipynb #f566eb15
+@register_normalization('stick_breaking')
+def stick_breaking(scores: torch.Tensor  # masked scores (B, H, T, T)
+                  ) -> torch.Tensor:
+    "sigmoid(s_ij) prod_{j<k<=i} (1 - sigmoid(s_ik)): the nearest keys first; rows sum to at most 1. Computed in log space."
+    rest = F.softplus(scores)                                          # -log(1 - sigma(s)), 0 where masked
+    after = rest.flip(-1).cumsum(-1).flip(-1)                          # sum over k >= j
+    after = F.pad(after[..., 1:], (0, 1))                              # sum over k > j, without a subtraction
+    return torch.exp(F.logsigmoid(scores) - after)
+
+# %% ../nbs/01_attention.ipynb #4888ee96
+def half_inverse_sqrt(d_head: int) -> float:
+    "1/sqrt(d_head / 2): the inverse temperature of a score between half-width features."
+    return (d_head // 2) ** -0.5
+
+def lambda_init(layer: int  # the layer's depth, 1 for the first
+               ) -> float:
+    "The Differential Transformer's lambda_init = 0.8 - 0.6 exp(-0.3 (l - 1))."
+    return 0.8 - 0.6 * math.exp(-0.3 * (layer - 1))
+
+@register_similarity('differential', beta=half_inverse_sqrt)
+class Differential(nn.Module):
+    "Two score maps from the halves of q and k; their weights join as w1 - lambda w2, and each head's output is RMS-normed."
+    groups = 2  # q and k are scored in two halves: a rotary position rotates each on its own
+
+    def __init__(self, n_heads: int, d_head: int):
+        super().__init__()
+        if d_head % 2: raise ValueError(f"differential attention needs an even head width, got d_head={d_head}")
+        self.lambdas = nn.Parameter(torch.randn(4, d_head // 2) * 0.1)  # lambda_q1, lambda_k1, lambda_q2, lambda_k2
+        self.norm_weight = nn.Parameter(torch.ones(d_head))            # the per-head RMSNorm's scale
+        self.at_layer(1)
+
+    def at_layer(self, layer: int):
+        "Set lambda_init for depth `layer`."
+        self.lambda_init = lambda_init(layer)
+
+    def halves(self, q: torch.Tensor, k: torch.Tensor) -> tuple:
+        "((q1, k1), (q2, k2)), each (B, H, T, Dh/2)."
+        (q1, q2), (k1, k2) = q.chunk(2, -1), k.chunk(2, -1)
+        return (q1, k1), (q2, k2)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor) -> tuple:
+        "The two score maps (B, H, T, T)."
+        return tuple(dot(a, b) for a, b in self.halves(q, k))
+
+    def lam(self) -> torch.Tensor:
+        "lambda = exp(lq1 . lk1) - exp(lq2 . lk2) + lambda_init, a scalar."
+        lq1, lk1, lq2, lk2 = self.lambdas
+        return torch.exp(lq1 @ lk1) - torch.exp(lq2 @ lk2) + self.lambda_init
+
+    def combine(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        "a - lambda b, for the two maps' weights or, equally, their outputs."
+        return a - self.lam().to(a.dtype) * b
+
+    def finish(self, o: torch.Tensor) -> torch.Tensor:
+        "RMSNorm over each head's output (B, H, T, Dh), times (1 - lambda_init)."
+        return F.rms_norm(o, o.shape[-1:], self.norm_weight.to(o.dtype), eps=1e-5) * (1 - self.lambda_init)
+
+# %% ../nbs/01_attention.ipynb #a452fabe
+@register_temperature('log_length')
+class LogLengthTemperature(nn.Module):
+    "beta_hi = beta * s_h * log(i + 1): scalable softmax's s log n with n = i + 1 keys seen, s_h > 0 learned per head."
+    def __init__(self, d_model: int, n_heads: int, beta: float):
+        super().__init__()
+        self.beta = beta
+        self.log_s = nn.Parameter(torch.zeros(n_heads, 1, 1))  # (H, 1, 1): s = 1 at first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        "beta per head and query position, shape (H, T, 1), from the length of x (B, T, D)."
+        n = torch.arange(1, x.shape[1] + 1, device=x.device, dtype=self.log_s.dtype)  # (T,) keys seen by query i
+        return self.beta * self.log_s.exp() * n.log()[:, None]                        # (H, T, 1)
+
+# %% ../nbs/01_attention.ipynb #91374f96
+@register_gating('headwise_gate')
+class HeadwiseGate(Gating):
+    "project(g_h * o_h): one sigmoid gate per head and position, g = sigmoid(W_g x + b_g) with W_g (H, D)."
+    per_head = True  # built as cls(d_model, n_heads)
+    def __init__(self, d_model: int, n_heads: int):
+        super().__init__(d_model)
+        self.n_heads, self.gate = n_heads, nn.Linear(d_model, n_heads)
+
+    def after(self, x: torch.Tensor, o: torch.Tensor, project: nn.Module) -> torch.Tensor:
+        B, T, D = o.shape
+        g = torch.sigmoid(self.gate(x)).unsqueeze(-1)                      # (B, T, H, 1)
+        return project((o.view(B, T, self.n_heads, D // self.n_heads) * g).view(B, T, D))
+
+# %% ../nbs/01_attention.ipynb #3c119372
+ROPE_BASE = 10000.0  # the rotary base
+
+@register_position('rope')
+class Rotary(Position):
+    "Rotary embeddings: channel c and c + d/2 of each part of q and k rotated by position * ROPE_BASE^(-2c/d)."
+    def rotate(self, q: torch.Tensor, k: torch.Tensor, groups: int = 1) -> tuple:
+        T, d = q.shape[-2], q.shape[-1] // groups
+        if d % 2: raise ValueError(f"rope needs an even width per part, got {q.shape[-1]} channels in {groups} part(s)")
+        inv = ROPE_BASE ** (-torch.arange(0, d, 2, device=q.device, dtype=torch.float32) / d)  # (d/2,)
+        angle = torch.arange(T, device=q.device, dtype=torch.float32)[:, None] * inv            # (T, d/2)
+        cos, sin = angle.cos().repeat(1, 2)[:, None], angle.sin().repeat(1, 2)[:, None]        # (T, 1, d)
+        def turn(t):                                                                           # (B, H, T, Dh)
+            t = t.unflatten(-1, (groups, d))                                                   # (B, H, T, groups, d)
+            t1, t2 = t.chunk(2, -1)
+            return (t * cos + torch.cat([-t2, t1], -1) * sin).flatten(-2)
+        return turn(q), turn(k)
+
+@register_position('nope')
+class NoPositions(Position):
+    "No position information: neither embeddings nor anything inside attention."
+
+def alibi_slopes(n_heads: int) -> list:
+    "ALiBi's head slopes: 2^(-8h/H) for H a power of 2, else the paper's interpolation."
+    def powers(n): return [2 ** (-8 * (h + 1) / n) for h in range(n)]
+    if n_heads & (n_heads - 1) == 0: return powers(n_heads)
+    closest = 1 << (n_heads.bit_length() - 1)
+    return powers(closest) + powers(2 * closest)[0::2][:n_heads - closest]
+
+@register_position('alibi')
+class ALiBi(Position):
+    "Scores get -m_h (i - j), a linear penalty on the distance to the key."
+    def __init__(self, d_model: int, n_heads: int):
+        super().__init__(d_model, n_heads)
+        self.register_buffer('slopes', torch.tensor(alibi_slopes(n_heads))[:, None, None], persistent=False)  # (H, 1, 1)
+
+    def bias(self, x: torch.Tensor) -> torch.Tensor:
+        i = torch.arange(x.shape[1], device=x.device, dtype=self.slopes.dtype)
+        return -self.slopes * (i[:, None] - i[None, :])                # (H, T, T)
+
+@register_position('forget')
+class ForgetGate(Position):
+    "The Forgetting Transformer's gate: scores get sum_{l=j+1..i} log f_l, f = sigmoid(w_f x + b_f) per head."
+    def __init__(self, d_model: int, n_heads: int):
+        super().__init__(d_model, n_heads)
+        self.proj = nn.Linear(d_model, n_heads)
+
+    def bias(self, x: torch.Tensor) -> torch.Tensor:
+        log_f = F.logsigmoid(_at_least_fp32(self.proj(x))).transpose(1, 2)  # (B, H, T)
+        c = log_f.cumsum(-1)                                                 # (B, H, T): sum over l <= i
+        return c[..., :, None] - c[..., None, :]                             # (B, H, T, T): c_i - c_j
 
 # %% ../nbs/01_attention.ipynb #b947e871
 def _additive_blocks(T: int, rows: int):
@@ -539,17 +735,25 @@ def can_use_fused_kernel(similarity,    # a built similarity component
                          normalization  # a built normalization component
                         ) -> bool:
     "Whether softmax(beta * s(q, k)) can run as F.scaled_dot_product_attention: softmax over a dot product of features."
-    return normalization is softmax and callable(getattr(similarity, 'features', None))
+    return normalization is softmax and any(callable(getattr(similarity, f, None)) for f in ('features', 'halves'))
 
 # %% ../nbs/01_attention.ipynb #3f0d52ec
-def _attend_fused(self, q, k, v, beta) -> torch.Tensor:
+def _sdpa(self, q, k, v, beta, bias=None) -> torch.Tensor:
+    "softmax(beta q.k + bias) v (B, H, T, Dh) on the fused kernel, causal: the bias joins the mask when there is one."
+    mask = None if bias is None else bias.masked_fill(causal_mask(q.shape[-2], q.device), float('-inf')).to(v.dtype)
+    return F.scaled_dot_product_attention((beta * q).to(v.dtype), k.to(v.dtype), v, attn_mask=mask, is_causal=bias is None,
+                                          scale=1.0, dropout_p=self.dropout if self.training else 0.0)  # (B, H, T, Dh)
+
+def _attend_fused(self, q, k, v, beta, bias=None) -> torch.Tensor:
     "Attention output (B, H, T, Dh) from the fused kernel; softmax over dot products of features only."
+    if hasattr(self.similarity, 'halves'):  # differential: two softmax maps, joined linearly, so their outputs join alike
+        return self.similarity.combine(*(self._sdpa(*qk, v, beta, bias) for qk in self.similarity.halves(q, k)))
     q, k = self.similarity.features(q, k)
-    return F.scaled_dot_product_attention((beta * q).to(v.dtype), k.to(v.dtype), v, is_causal=True, scale=1.0,
-                                          dropout_p=self.dropout if self.training else 0.0)  # (B, H, T, Dh)
+    return self._sdpa(q, k, v, beta, bias)
 
 def _uses_fused_kernel(self) -> bool:
     "Whether `forward` without weights runs on F.scaled_dot_product_attention."
     return can_use_fused_kernel(self.similarity, self.normalization)
 
-EvolvedAttention._attend_fused, EvolvedAttention.uses_fused_kernel = _attend_fused, property(_uses_fused_kernel)
+EvolvedAttention._sdpa, EvolvedAttention._attend_fused = _sdpa, _attend_fused
+EvolvedAttention.uses_fused_kernel = property(_uses_fused_kernel)

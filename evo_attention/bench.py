@@ -15,8 +15,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 from .config import Config, PRESETS
-from .genes import AttentionGene, KINDS
-from .attention import EvolvedAttention, build_component, causal_mask, sparsemax
+from .genes import AttentionGene, ModernGene, KINDS
+from .attention import EvolvedAttention, build_component, causal_mask, dot, sparsemax
 from .model import TransformerLM
 from .training import autocast, autocast_dtype, forked_rng, make_train_step
 from .evolution import Evolution, ToyLandscape, comparable, write_atomic
@@ -32,12 +32,13 @@ __all__ = ['SPARSEMAX_TOLERANCE', 'SPARSEMAX_SPEED', 'SPARSEMAX_AIM', 'GENE_LIMI
            'sparsemax_verdicts', 'operators_section', 'step_genes', 'batch_step', 'random_batch', 'step_cost',
            'build_model', 'gene_verdicts', 'attention_path', 'genes_section', 'PeerLM', 'peer_verdicts', 'peer_section',
            'search_landscape', 'original_trainings', 'search_counts', 'search_verdicts', 'search_section',
-           'train_flops_per_token', 'matmul_flops', 'gene_throughput', 'cuda_section', 'machine_info', 'run_benchmarks',
-           'verdicts_of', 'format_section', 'format_verdict', 'format_report', 'precision_name', 'check_precisions',
-           'train_gene_check', 'causality_check', 'sdpa_backend_of', 'sdpa_probe', 'compiled_step', 'timed_training',
-           'search_check', 'CheckSizes', 'check_verdict', 'gene_checks', 'eager_timings', 'compile_timings',
-           'timing_rows_of', 'timing_verdicts', 'device_info', 'device_check', 'default_check_path', 'format_check',
-           'json_safe', 'run_device_check', 'make_parser', 'main']
+           'train_flops_per_token', 'matmul_flops', 'gene_throughput', 'cuda_section', 'modern_step_genes',
+           'modern_operator_cost', 'modern_section', 'machine_info', 'run_benchmarks', 'verdicts_of', 'format_section',
+           'format_verdict', 'format_report', 'precision_name', 'check_precisions', 'train_gene_check',
+           'causality_check', 'sdpa_backend_of', 'sdpa_probe', 'compiled_step', 'timed_training', 'search_check',
+           'CheckSizes', 'check_verdict', 'gene_checks', 'eager_timings', 'compile_timings', 'timing_rows_of',
+           'timing_verdicts', 'device_info', 'device_check', 'default_check_path', 'format_check', 'json_safe',
+           'run_device_check', 'make_parser', 'main']
 
 # %% ../nbs/09_benchmarks.ipynb #80669201
 def device_clock(device: str  # a torch device string
@@ -325,13 +326,14 @@ def build_model(make: Callable, seed: int, device: str) -> nn.Module:
 # %% ../nbs/09_benchmarks.ipynb #7ceaadad
 GENE_LIMIT, ADDITIVE_LIMIT = 1.5, 3.0  # training step / vanilla's
 
-def gene_verdicts(rows: list  # the genes section's rows, each named by its gene
+def gene_verdicts(rows: list,                     # the genes section's rows, each named by its gene
+                  gene_class: type = AttentionGene  # the space that parses the names
                  ) -> list:
     "Every gene's step within GENE_LIMIT of vanilla's, the additive genes' within ADDITIVE_LIMIT; SKIP without rows."
     if not rows: return [verdict('gene steps / vanilla', None, None, GENE_LIMIT, 'no rows')]
     out = []
     for additive, limit in ((False, GENE_LIMIT), (True, ADDITIVE_LIMIT)):
-        group = [r for r in rows if (AttentionGene.from_string(r['name']).similarity == 'additive') == additive]
+        group = [r for r in rows if (gene_class.from_string(r['name']).similarity == 'additive') == additive]
         if not group: continue
         worst = max(group, key=lambda r: r['ratio_median'])
         over = [f"{r['name']} {r['ratio_median']:.2f}x" for r in group if r['ratio_median'] > limit]
@@ -356,7 +358,7 @@ def genes_section(sizes: Sizes,             # the model and batch (`sizes.model`
     for row in rows: row['detail'] = attention_path(models[row['name']])
     notes = [f'model d_model={c.d_model}, n_layers={c.n_layers}, T={c.max_seq_len}, batch {c.batch_size}, '
              f'vocab {c.vocab_size}, dropout {c.dropout}']
-    return dict(rows=rows, notes=notes, verdicts=gene_verdicts(rows))
+    return dict(rows=rows, notes=notes, verdicts=gene_verdicts(rows, type(genes[0])))
 
 # %% ../nbs/09_benchmarks.ipynb #8bbab402
 class PeerLM(nn.Module):
@@ -411,7 +413,7 @@ def search_landscape(seed: int,                        # draws the cost of every
                     ) -> ToyLandscape:
     "A ToyLandscape with a cost per component value drawn from `seed` (sd 3 points), a per-gene jitter (sd 0.5), no failures."
     rng = random.Random(seed)
-    cost = {value: rng.gauss(0, 3) for kind in KINDS for value in gene_class.choices(kind)}
+    cost = {value: rng.gauss(0, 3) for kind in gene_class.kinds for value in gene_class.choices(kind)}
     return ToyLandscape(cost=cost, jitter=0.5, failures=False)
 
 def original_trainings(config: Config) -> int:
@@ -525,9 +527,44 @@ def cuda_section(sizes: Sizes,   # the model and batch (`sizes.model`) and the t
                      detail=f'{model_flops / 1e12:.2f} of {peak / 1e12:.1f} TFLOP/s measured'))
     return dict(rows=rows, notes=notes, verdicts=[])
 
+# %% ../nbs/09_benchmarks.ipynb #ae11f4a9
+def modern_step_genes(gene_class: type = ModernGene  # the second space
+                     ) -> list:
+    "Vanilla first, then each value the second space adds, on vanilla; then the gene of every new kind at once."
+    vanilla = gene_class.baseline()
+    original = lambda kind: AttentionGene.choices(kind) if kind in AttentionGene.kinds else [vanilla.position]
+    genes = [vanilla] + [replace(vanilla, **{kind: v}) for kind in gene_class.kinds for v in gene_class.choices(kind) if v not in original(kind)]
+    return genes + [gene_class('differential', 'stick_breaking', 'headwise_gate', 'log_length', 'forget')]
+
+def modern_operator_cost(T: int,              # positions
+                         sizes: Sizes,        # operator_batch, operator_heads, d_head, and the timing rounds
+                         device: str = 'cpu'  # where to run
+                        ) -> list:
+    "Rows: softpick and stick_breaking against softmax, differential's two score maps against dot, forward and backward."
+    inputs, rows = operator_inputs(sizes.operator_batch, sizes.operator_heads, T, sizes.d_head, device), []
+    clock = device_clock(device)
+    norms = {n: fwd_bwd(build_component('normalization', n, sizes.operator_heads), [inputs['scores']], inputs['grad'])
+             for n in ('softmax', 'softpick', 'stick_breaking')}
+    pairs = time_pairs(norms, 'softmax', sizes.rounds, sizes.warmup, clock, sizes.min_seconds)
+    rows += timing_rows({n: pairs[n] for n in norms if n != 'softmax'}, 'softmax', kind='normalization', T=T)
+    differential = build_component('similarity', 'differential', sizes.operator_heads, sizes.d_head).to(device)
+    sims = {'dot': fwd_bwd(dot, [inputs['q'], inputs['k']], inputs['grad']),
+            'differential': fwd_bwd(lambda q, k: torch.add(*differential(q, k)), [inputs['q'], inputs['k']], inputs['grad'])}
+    pairs = time_pairs(sims, 'dot', sizes.rounds, sizes.warmup, clock, sizes.min_seconds)
+    rows += timing_rows({'differential': pairs['differential']}, 'dot', kind='similarity', T=T)
+    return [{**row, 'detail': f'T={T}'} for row in rows]
+
+def modern_section(sizes: Sizes,             # the operator shapes, the model and batch (`sizes.model`) and the timing rounds
+                   device: str = 'cpu', seed: int = 0  # where, and the seed of weights, batch and dropout
+                  ) -> dict:
+    "Rows: the new operators at each T, then each new value's training step / vanilla's (kind 'step'); a note; the verdicts."
+    rows = [row for T in sizes.operator_T for row in modern_operator_cost(T, sizes, device)]
+    steps = genes_section(sizes, device, seed, genes=modern_step_genes())
+    return dict(rows=rows + [{**row, 'kind': 'step'} for row in steps['rows']], notes=steps['notes'], verdicts=steps['verdicts'])
+
 # %% ../nbs/09_benchmarks.ipynb #7ca6997d
 SECTIONS = dict(operators=operators_section, genes=genes_section, peer=peer_section, search=search_section,
-                cuda=cuda_section)  # name -> section(sizes, device) -> dict(rows=[...], notes=[...], verdicts=[...]), run in this order
+                cuda=cuda_section, modern=modern_section)  # name -> section(sizes, device) -> dict(rows=[...], notes=[...], verdicts=[...]), run in this order
 
 # %% ../nbs/09_benchmarks.ipynb #5303a6d3
 def machine_info(device: str) -> dict:

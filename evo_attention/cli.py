@@ -9,7 +9,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from tqdm.auto import tqdm
 from .config import Config, PRECISIONS, PRESETS, PRESET_ALIASES, preset
-from .genes import AttentionGene
+from .genes import AttentionGene, GENE_CLASSES, gene_class_named
 from .evolution import STRATEGIES
 
 # %% auto #0
@@ -106,11 +106,11 @@ def _stop_on_signals():
     for name in ('SIGTERM', 'SIGHUP'):
         if hasattr(signal, name): signal.signal(getattr(signal, name), handler)
 
-def _banner(evo, config: Config, out) -> str:
+def _banner(evo, config: Config, out, space: str = 'original') -> str:
     "What this run does: a new search, a resume (from where), or nothing (already complete)."
     w = evo.where()
     size = (f'{config.population_size} genes x {config.n_generations} generations, {config.train_steps} steps each, data {config.data!r}, '
-            f'strategy {evo.strategy.name!r}')
+            f'strategy {evo.strategy.name!r}, space {space!r}')
     if not evo.resumed: return f'new search: {size}; state in {config.checkpoint_dir}'
     if w['complete']: return f"this search is already complete ({w['generations']} generations): results in {out}"
     return (f"resumed at generation {w['generation']}, candidate {w['scored'] + 1} of {w['population']} "
@@ -135,12 +135,13 @@ def evolve(args: argparse.Namespace) -> int:
         tqdm.write(_candidate_line(evolution), file=sys.stdout)
         sys.stdout.flush()   # a pipe is block-buffered: a closed reader must be noticed now, not at exit
     train_loader, eval_loader = get_dataloaders_for(config)
-    evo = Evolution(config, train_loader, eval_loader, strategy=args.strategy, resume=not args.fresh, recover=args.recover,
+    evo = Evolution(config, train_loader, eval_loader, gene_class=gene_class_named(args.space), strategy=args.strategy,
+                    resume=not args.fresh, recover=args.recover,
                     retry=('oom', 'error') if args.retry_failed else (), callback=report)
     _stop_on_signals()
     evo.prepare()
     if evo.where()['scored']: listed.add(evo.generation)   # a resumed generation's elites were listed by the run before
-    print(_banner(evo, config, args.out), flush=True)
+    print(_banner(evo, config, args.out, args.space), flush=True)
     evo.run()
     print(leaderboard_text(evo, 10))
     for path in evo.save_results(args.out): print(f'wrote {path}')
@@ -177,7 +178,8 @@ def baseline(args: argparse.Namespace) -> int:
     "The `baseline` verb: train one gene as a search does and print its perplexity."
     from evo_attention.data import get_dataloaders_for
     from evo_attention.training import train_as_search
-    config, gene = config_from_args(args), AttentionGene.from_string(args.gene)
+    gene_class = gene_class_named(args.space)
+    config, gene = config_from_args(args), gene_class.from_string(args.gene) if args.gene else gene_class.baseline()
     train_loader, eval_loader = get_dataloaders_for(config)
     result, model = train_as_search(gene, train_loader, eval_loader, config)
     if args.json: print(json.dumps({'gene': str(gene), 'n_params': model.num_params(), **result.to_dict()}, indent=2, default=str))
@@ -233,6 +235,9 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument('--strategy', choices=sorted(STRATEGIES), default='ga',
                     help="how to choose the genes to train: 'ga' (the genetic algorithm), 'random' (the control) or 'hurdles' "
                          "(the genetic algorithm training most candidates part of the way)")
+    ev.add_argument('--space', choices=list(GENE_CLASSES), default='original',
+                    help="the search space: 'original' (AttentionGene, the original project's four components) or 'modern' "
+                         "(ModernGene: 2024-25 mechanisms and a fifth component, the position)")
     ev.add_argument('--final-seeds', type=int, default=3, metavar='N',
                     help='after the search, retrain the best genes and vanilla with N fresh seeds on the test split (0: no final)')
     ev.add_argument('--finalists', type=int, default=3, metavar='K', help='how many of the best genes go to the final (default 3)')
@@ -240,7 +245,9 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument('--debug', action='store_true', help='show the traceback of an error')
     _add_config_flags(ev)
     bl = verbs.add_parser('baseline', help='train one gene (vanilla attention by default) as a search would; print its perplexity')
-    bl.add_argument('--gene', default=str(AttentionGene.baseline()), help="a gene string, e.g. 'dot|sparsemax|output_gate|learned'")
+    bl.add_argument('--gene', default=None, help="a gene string, e.g. 'dot|sparsemax|output_gate|learned' (default: vanilla attention)")
+    bl.add_argument('--space', choices=list(GENE_CLASSES), default='original',
+                    help="the gene's space: 'original', or 'modern' (five parts, e.g. 'dot|softpick|none|fixed|rope')")
     bl.add_argument('--json', action='store_true', help='print the whole result as JSON')
     bl.add_argument('--debug', action='store_true', help='show the traceback of an error')
     _add_config_flags(bl, search=False)

@@ -12,7 +12,7 @@ from typing import Callable
 import pandas as pd
 from tqdm.auto import tqdm
 from .config import Config
-from .genes import AttentionGene, KINDS, search_space_of
+from .genes import AttentionGene, ModernGene, KINDS, search_space_of
 from .outcomes import STATUSES, blames_environment, failure_status
 from .files import write_atomic
 from .checkpoint import (Checkpoint, CheckpointError, FACTS, RUN_FIELDS, rng_from_json, rng_state_to_json,
@@ -28,7 +28,9 @@ __all__ = ['MAX_TRIES', 'STRATEGIES', 'EVENTS', 'DERIVED', 'RESULT_COLUMNS', 'LE
 class ToyLandscape:
     "A made-up fitness, evaluate_fn(gene, config) -> perplexity: 20 + a cost per component value + a per-gene jitter."
     COST = dict(dot=4, multiplicative=2, additive=3, cosine=0, softmax=3, sparsemax=0, relu_norm=5, sigmoid=6,
-                none=2, input_gate=3, output_gate=0, highway=1, fixed=2, learned=0, adaptive=1)
+                none=2, input_gate=3, output_gate=0, highway=1, fixed=2, learned=0, adaptive=1,
+                differential=1, softpick=2, stick_breaking=4, headwise_gate=1, log_length=1,  # ModernGene's values
+                rope=0, alibi=1, nope=3, forget=1)  # (the position 'learned' costs what the temperature 'learned' does)
 
     def __init__(self, cost: dict | None = None,  # perplexity points per component value; None: `COST`
                  jitter: float = 0.0,             # standard deviation of a per-gene offset, fixed by the gene
@@ -45,7 +47,7 @@ class ToyLandscape:
         gene = gene.canonical()
         offset = random.Random(str(gene)).gauss(0, self.jitter) if self.jitter else 0.0
         if self.seed_noise and seed is not None: offset += random.Random(f'{seed}|{gene}').gauss(0, self.seed_noise)  # a training's luck
-        return 20.0 + sum(self.cost[getattr(gene, kind)] for kind in KINDS) + offset
+        return 20.0 + sum(self.cost[getattr(gene, kind)] for kind in gene.kinds) + offset
 
     def __call__(self, gene, config, pause_at: int | None = None, resume_from=None, save_to=None) -> dict:
         self.calls.append(str(gene))

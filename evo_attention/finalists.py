@@ -239,7 +239,7 @@ def ablation_genes(gene  # the gene to take apart
                   ) -> list:
     "`gene`, then one variant per component that differs from vanilla attention's (that component set to vanilla's value), then vanilla."
     vanilla = type(gene).baseline()
-    variants = [replace(gene, **{kind: getattr(vanilla, kind)}) for kind in KINDS if getattr(gene, kind) != getattr(vanilla, kind)]
+    variants = [replace(gene, **{kind: getattr(vanilla, kind)}) for kind in gene.kinds if getattr(gene, kind) != getattr(vanilla, kind)]
     return list(dict.fromkeys([gene, *variants, vanilla]))
 
 def ablate(evolution: Evolution,   # the search whose data (and folder) the ablation uses

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 # %% auto #0
-__all__ = ['KINDS', 'AttentionGene', 'candidate_seed', 'search_space_of']
+__all__ = ['KINDS', 'GENE_CLASSES', 'AttentionGene', 'candidate_seed', 'search_space_of', 'ModernGene', 'gene_class_named']
 
 # %% ../nbs/00_genes.ipynb #9fe3aca1
 KINDS = ('similarity', 'normalization', 'gating', 'temperature')  # the four components, in gene-string order
@@ -27,25 +27,28 @@ class AttentionGene:
     NORMALIZATIONS: ClassVar[list] = ['softmax', 'sparsemax', 'relu_norm', 'sigmoid']
     GATINGS: ClassVar[list] = ['none', 'input_gate', 'output_gate', 'highway']
     TEMPERATURES: ClassVar[list] = ['fixed', 'learned', 'adaptive']
-    # (when, kind): for genes with every component in `when`, each value of `kind` computes the same function
+    # (when, kind) or (when, kind, values): for genes with every component in `when`, each value of `kind`
+    # (each of `values`, when given) computes the same function
     EQUIVALENCES: ClassVar[tuple] = (({'normalization': 'relu_norm'}, 'temperature'),)
+    kinds: ClassVar[tuple] = KINDS  # this class's components, in gene-string order
 
     def __post_init__(self):
-        for kind in KINDS:
+        for kind in self.kinds:
             value, valid = getattr(self, kind), self.choices(kind)
             if value not in valid:
                 raise ValueError(f"Unknown {kind} {value!r} for {type(self).__name__}: valid {kind} values are {valid}")
 
-    def __str__(self): return '|'.join(getattr(self, kind) for kind in KINDS)
+    def __str__(self): return '|'.join(getattr(self, kind) for kind in self.kinds)
 
 # %% ../nbs/00_genes.ipynb #4f96a8ff
-_LISTS = dict(similarity='SIMILARITY_FUNCS', normalization='NORMALIZATIONS', gating='GATINGS', temperature='TEMPERATURES')
+_LISTS = dict(similarity='SIMILARITY_FUNCS', normalization='NORMALIZATIONS', gating='GATINGS', temperature='TEMPERATURES',
+              position='POSITIONS')  # the kind -> list names; `position` is a component of `ModernGene` only
 
 @classmethod
-def _choices(cls, kind: str  # one of `KINDS`
+def _choices(cls, kind: str  # one of `cls.kinds`
             ) -> list:
     "The valid values of component `kind` for this gene class."
-    if kind not in _LISTS: raise ValueError(f"Unknown component kind {kind!r}: valid kinds are {list(KINDS)}")
+    if kind not in cls.kinds: raise ValueError(f"Unknown component kind {kind!r}: valid kinds are {list(cls.kinds)}")
     return list(getattr(cls, _LISTS[kind]))
 
 AttentionGene.choices = _choices
@@ -58,18 +61,18 @@ def _from_string(cls, text: str  # 'dot|softmax|none|fixed' or 'Attn(dot|softmax
     body = text.strip()
     if body.startswith('Attn(') and body.endswith(')'): body = body[len('Attn('):-1]
     parts = [p.strip() for p in body.split('|')]
-    if len(parts) != len(KINDS):
-        raise ValueError(f"A gene string has {len(KINDS)} parts, {'|'.join(KINDS)}; got {text!r}")
+    if len(parts) != len(cls.kinds):
+        raise ValueError(f"A {cls.__name__} string has {len(cls.kinds)} parts, {'|'.join(cls.kinds)}; got {text!r}")
     return cls(*parts)
 
 def _to_dict(self) -> dict:
-    "The gene's four components as a plain dict."
-    return {kind: getattr(self, kind) for kind in KINDS}
+    "The gene's components as a plain dict."
+    return {kind: getattr(self, kind) for kind in self.kinds}
 
 @classmethod
 def _from_dict(cls, d: dict) -> AttentionGene:
     "A gene from `to_dict`'s output."
-    return cls(**{kind: d[kind] for kind in KINDS})
+    return cls(**{kind: d[kind] for kind in cls.kinds})
 
 AttentionGene.from_string, AttentionGene.to_dict, AttentionGene.from_dict = _from_string, _to_dict, _from_dict
 
@@ -82,7 +85,7 @@ def _baseline(cls) -> AttentionGene:
 @classmethod
 def _search_space(cls) -> list:
     "Every gene of this class's lists, in a stable order (similarity varies slowest)."
-    return [cls(*values) for values in itertools.product(*(cls.choices(kind) for kind in KINDS))]
+    return [cls(*values) for values in itertools.product(*(cls.choices(kind) for kind in cls.kinds))]
 
 AttentionGene.baseline, AttentionGene.search_space = _baseline, _search_space
 
@@ -90,8 +93,9 @@ AttentionGene.baseline, AttentionGene.search_space = _baseline, _search_space
 def _canonical(self) -> AttentionGene:
     "The representative of the genes computing this gene's function: each kind `EQUIVALENCES` makes irrelevant at its first value."
     values = self.to_dict()
-    for when, kind in type(self).EQUIVALENCES:
-        if all(values[k] == v for k, v in when.items()): values[kind] = self.choices(kind)[0]
+    for when, kind, *group in type(self).EQUIVALENCES:
+        same = [v for v in self.choices(kind) if not group or v in group[0]]  # the values of `kind` that agree here
+        if all(values[k] == v for k, v in when.items()) and values[kind] in same: values[kind] = same[0]
     return type(self)(**values)
 
 @classmethod
@@ -116,7 +120,7 @@ def candidate_seed(seed: int,     # the search's seed, `config.seed`
 def _random(cls, rng: random.Random  # the search's generator
            ) -> AttentionGene:
     "A gene with each component drawn uniformly from its list."
-    return cls(*(rng.choice(cls.choices(kind)) for kind in KINDS))
+    return cls(*(rng.choice(cls.choices(kind)) for kind in cls.kinds))
 
 def _mutate(self, rate: float,       # probability of changing each component
             rng: random.Random       # the search's generator
@@ -124,7 +128,7 @@ def _mutate(self, rate: float,       # probability of changing each component
     "A copy with each component, with probability `rate`, replaced by a different value of its list."
     if not 0 <= rate <= 1: raise ValueError(f"rate must be in [0, 1], got {rate}")
     values = {}
-    for kind in KINDS:
+    for kind in self.kinds:
         current, others = getattr(self, kind), [v for v in self.choices(kind) if v != getattr(self, kind)]
         values[kind] = rng.choice(others) if others and rng.random() < rate else current
     return type(self)(**values)
@@ -134,7 +138,8 @@ def _crossover(self, other: AttentionGene,  # the second parent
               ) -> AttentionGene:
     "A child taking each component from either parent with probability 1/2."
     if not isinstance(other, AttentionGene): raise TypeError(f"can only cross with an AttentionGene, got {type(other).__name__}")
-    return type(self)(**{kind: getattr(self if rng.random() < 0.5 else other, kind) for kind in KINDS})
+    if type(other).kinds != self.kinds: raise TypeError(f"can only cross genes of the same components, got {type(self).__name__} and {type(other).__name__}")
+    return type(self)(**{kind: getattr(self if rng.random() < 0.5 else other, kind) for kind in self.kinds})
 
 AttentionGene.random, AttentionGene.mutate, AttentionGene.crossover = _random, _mutate, _crossover
 
@@ -159,4 +164,28 @@ AttentionGene.with_choices = _with_choices
 def search_space_of(gene_class: type  # `AttentionGene` or a subclass
                    ) -> dict:
     "The lists of valid values of `gene_class`, as a JSON-friendly dict keyed by component kind."
-    return {kind: gene_class.choices(kind) for kind in KINDS}
+    return {kind: gene_class.choices(kind) for kind in gene_class.kinds}
+
+# %% ../nbs/00_genes.ipynb #76fa98c0
+@dataclass(frozen=True)
+class ModernGene(AttentionGene):
+    "The original four choices widened by 2024-25 mechanisms, and a fifth: how positions are encoded."
+    position: str = 'learned'    # how the model knows where a token is
+
+    SIMILARITY_FUNCS: ClassVar[list] = AttentionGene.SIMILARITY_FUNCS + ['differential']
+    NORMALIZATIONS: ClassVar[list] = AttentionGene.NORMALIZATIONS + ['softpick', 'stick_breaking']
+    GATINGS: ClassVar[list] = AttentionGene.GATINGS + ['headwise_gate']
+    TEMPERATURES: ClassVar[list] = AttentionGene.TEMPERATURES + ['log_length']
+    POSITIONS: ClassVar[list] = ['learned', 'rope', 'alibi', 'nope', 'forget']
+    # relu_norm cancels a positive factor per row, but not one applied before a position bias, nor log_length's zero
+    EQUIVALENCES: ClassVar[tuple] = tuple(({'normalization': 'relu_norm', 'position': p}, 'temperature', ('fixed', 'learned', 'adaptive'))
+                                          for p in ('learned', 'rope', 'nope'))
+    kinds: ClassVar[tuple] = KINDS + ('position',)
+
+GENE_CLASSES = {'original': AttentionGene, 'modern': ModernGene}  # the named search spaces (`--space`)
+
+def gene_class_named(space: str  # a key of `GENE_CLASSES`
+                    ) -> type:
+    "The gene class of the search space named `space`."
+    if space not in GENE_CLASSES: raise ValueError(f"Unknown search space {space!r}: valid spaces are {list(GENE_CLASSES)}")
+    return GENE_CLASSES[space]

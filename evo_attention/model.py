@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .config import Config
 from .genes import AttentionGene
-from .attention import EvolvedAttention
+from .attention import EvolvedAttention, uses_absolute_positions
 
 # %% auto #0
 __all__ = ['MLP', 'Block', 'TransformerLM']
@@ -30,10 +30,11 @@ class MLP(nn.Module):
 # %% ../nbs/02_model.ipynb #d378938b
 class Block(nn.Module):
     "One pre-LayerNorm transformer block around a gene's attention."
-    def __init__(self, config: Config, gene: AttentionGene):
+    def __init__(self, config: Config, gene: AttentionGene,
+                 layer: int = 1):  # the block's depth, 1 for the first
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.d_model)
-        self.attn = EvolvedAttention(config.d_model, config.n_heads, gene, dropout=config.dropout)
+        self.attn = EvolvedAttention(config.d_model, config.n_heads, gene, dropout=config.dropout, layer=layer)
         self.ln_2 = nn.LayerNorm(config.d_model)
         self.mlp = MLP(config.d_model, config.dropout)
         self.dropout = nn.Dropout(config.dropout)
@@ -60,13 +61,15 @@ class TransformerLM(nn.Module):
         super().__init__()
         self.config, self.gene = config, gene
         self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
-        self.pos_emb = nn.Embedding(config.max_seq_len, config.d_model)
+        # learned absolute positions: every AttentionGene's, and a ModernGene's with position 'learned'
+        self.pos_emb = nn.Embedding(config.max_seq_len, config.d_model) if uses_absolute_positions(gene) else None
         self.dropout = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(config, gene) for _ in range(config.n_layers))
+        self.blocks = nn.ModuleList(Block(config, gene, layer=l + 1) for l in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.head.weight = self.tok_emb.weight    # tied: (V, D)
-        for module in [self.tok_emb, self.pos_emb, *(b.mlp for b in self.blocks)]: _normal_init(module)
+        for module in [self.tok_emb, self.pos_emb, *(b.mlp for b in self.blocks)]:
+            if module is not None: _normal_init(module)
         for residual in [p for b in self.blocks for p in (b.attn.out, b.mlp.proj)]:
             _normal_init(residual, std=0.02 / math.sqrt(2 * config.n_layers))
 
@@ -76,21 +79,26 @@ def _forward(self: TransformerLM, idx: torch.Tensor,   # token ids (B, T)
     "Logits (B, T, V), or (logits, mean cross-entropy) when `targets` are given."
     B, T = idx.shape
     if T > self.config.max_seq_len: raise ValueError(f"sequence of {T} tokens exceeds max_seq_len={self.config.max_seq_len}")
-    pos = torch.arange(T, device=idx.device)
-    x = self.dropout(self.tok_emb(idx) + self.pos_emb(pos))   # (B, T, D)
+    x = self.dropout(self.embed(idx))                          # (B, T, D)
     for block in self.blocks: x = block(x)                     # (B, T, D)
     logits = self.head(self.ln_f(x))                           # (B, T, V)
     if targets is None: return logits
     loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
     return logits, loss
 
+def _embed(self: TransformerLM, idx: torch.Tensor  # token ids (B, T)
+          ) -> torch.Tensor:
+    "The input of the first block (B, T, D): token embeddings, plus learned position embeddings when the gene has them."
+    x = self.tok_emb(idx)
+    return x if self.pos_emb is None else x + self.pos_emb(torch.arange(idx.shape[1], device=idx.device))
+
 def _num_params(self: TransformerLM, non_embedding: bool = False  # leave out the position embedding
                ) -> int:
     "Parameters of the model (the tied head counted once)."
     n = sum(p.numel() for p in self.parameters())
-    return n - self.pos_emb.weight.numel() if non_embedding else n
+    return n - self.pos_emb.weight.numel() if non_embedding and self.pos_emb is not None else n
 
-TransformerLM.forward, TransformerLM.num_params = _forward, _num_params
+TransformerLM.forward, TransformerLM.embed, TransformerLM.num_params = _forward, _embed, _num_params
 
 # %% ../nbs/02_model.ipynb #48e501c1
 @torch.no_grad()
@@ -100,8 +108,7 @@ def _attention_weights(self: TransformerLM, idx: torch.Tensor  # token ids (B, T
     was_training = self.training
     self.eval()
     try:
-        pos = torch.arange(idx.shape[1], device=idx.device)
-        x, maps = self.tok_emb(idx) + self.pos_emb(pos), []   # (B, T, D)
+        x, maps = self.embed(idx), []                       # (B, T, D)
         for block in self.blocks:
             x, weights = block(x, return_weights=True)      # weights: (B, H, T, T)
             maps.append(weights)

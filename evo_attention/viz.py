@@ -97,10 +97,10 @@ def gene_frequencies(results: pd.DataFrame,  # `Evolution.results()`: one row pe
                     ) -> pd.DataFrame:
     "The share of each generation's members carrying each component value: rows (kind, value), one column per generation."
     space = search_space_of(gene_class)
-    components = results.gene.str.split('|', expand=True).reindex(columns=range(len(KINDS)))
+    components = results.gene.str.split('|', expand=True).reindex(columns=range(len(space)))
     tables = [pd.crosstab(components[i], results.generation, normalize='columns').reindex(values, fill_value=0.0)
               for i, values in enumerate(space.values())]
-    return pd.concat(tables, keys=KINDS, names=['kind', 'value']).reindex(columns=sorted(results.generation.unique()))
+    return pd.concat(tables, keys=list(space), names=['kind', 'value']).reindex(columns=sorted(results.generation.unique()))
 
 # %% ../nbs/06_viz.ipynb #34b29ffb
 def plot_gene_frequencies(results: pd.DataFrame,  # `Evolution.results()`: one row per member of every generation
@@ -110,24 +110,25 @@ def plot_gene_frequencies(results: pd.DataFrame,  # `Evolution.results()`: one r
     import seaborn as sns  # imported here: seaborn imports pyplot
     shares, space = gene_frequencies(results, gene_class), search_space_of(gene_class)
     fig = NotebookFigure(figsize=(1.6 + 0.45 * max(shares.shape[1], 4), 5.5), layout='constrained')
-    grid = fig.add_gridspec(len(KINDS), 2, height_ratios=[len(v) for v in space.values()], width_ratios=[40, 1])
+    grid = fig.add_gridspec(len(space), 2, height_ratios=[len(v) for v in space.values()], width_ratios=[40, 1])
     colorbar = fig.add_subplot(grid[:, 1])
     for row, (kind, values) in enumerate(space.items()):
         ax = fig.add_subplot(grid[row, 0])
         table = shares.loc[kind].reindex(columns=shares.columns if shares.shape[1] else [0])  # nothing scored: one blank column
         sns.heatmap(table, ax=ax, vmin=0, vmax=1, cmap='viridis', cbar=row == 0, cbar_ax=colorbar if row == 0 else None,
-                    cbar_kws=dict(label='share of the generation'), linewidths=0.5, xticklabels=row == len(KINDS) - 1)
-        ax.set(ylabel=kind, xlabel='generation' if row == len(KINDS) - 1 else '')
+                    cbar_kws=dict(label='share of the generation'), linewidths=0.5, xticklabels=row == len(space) - 1)
+        ax.set(ylabel=kind, xlabel='generation' if row == len(space) - 1 else '')
         ax.tick_params(axis='y', rotation=0)
     fig.suptitle('Component values in each generation')
     return fig
 
 # %% ../nbs/06_viz.ipynb #87c1bedb
-def evaluated_genes(table: pd.DataFrame  # `Evolution.leaderboard()`: one row per gene trained
+def evaluated_genes(table: pd.DataFrame,           # `Evolution.leaderboard()`: one row per gene trained
+                    gene_class: type = AttentionGene  # the search space, which names the components
                    ) -> pd.DataFrame:
     "`table` with one column per component of its genes."
-    components = table.gene.str.split('|', expand=True).reindex(columns=range(len(KINDS)))
-    return table.join(components.set_axis(list(KINDS), axis=1))
+    components = table.gene.str.split('|', expand=True).reindex(columns=range(len(gene_class.kinds)))
+    return table.join(components.set_axis(list(gene_class.kinds), axis=1))
 
 # %% ../nbs/06_viz.ipynb #31d1b681
 def plot_component_effects(table: pd.DataFrame,                  # `Evolution.leaderboard()`: one row per gene trained
@@ -137,10 +138,10 @@ def plot_component_effects(table: pd.DataFrame,                  # `Evolution.le
                           ) -> Figure:
     "Perplexity of the genes carrying each component value (box and dots), failures counted as crosses, vanilla dashed."
     import seaborn as sns  # imported here: seaborn imports pyplot
-    genes, space = evaluated_genes(table), search_space_of(gene_class)
+    genes, space = evaluated_genes(table, gene_class), search_space_of(gene_class)
     ok, failed = genes[genes.status == 'ok'], genes[genes.status != 'ok']
-    fig = NotebookFigure(figsize=(13, 4), layout='constrained')
-    axes = fig.subplots(1, len(KINDS), sharey=True)
+    fig = NotebookFigure(figsize=(3.25 * len(space), 4), layout='constrained')
+    axes = fig.subplots(1, len(space), sharey=True)
     for ax, (kind, values) in zip(axes, space.items()):
         position = {v: i for i, v in enumerate(values)}
         sns.boxplot(data=ok, x=kind, y='perplexity', order=values, ax=ax, color='0.9', showfliers=False)
