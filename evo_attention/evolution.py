@@ -717,7 +717,7 @@ def _run(self) -> Evolution:
     return self
 
 def _where(self) -> dict:
-    "How far the search is: generation, members scored in it, and whether the search is complete."
+    "How far the search is: generation, members scored in it, whether the search is complete, candidates lost this run."
     scored = sum(m.status != 'pending' for m in self.members)
     complete = scored == len(self.members) and len(self.history) > self.generation and self.generation + 1 >= self.config.n_generations
     return dict(generation=self.generation, scored=scored, population=len(self.members), complete=complete,
