@@ -28,6 +28,7 @@ min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = (cfg.get('dev_requirements') or '').split()
 test_requirements = (cfg.get('test_requirements') or '').split()  # what the notebooks' tests need beyond the library, nbdev excluded
+ray_requirements = (cfg.get('ray_requirements') or '').split()    # Ray, for training candidates in parallel (executor='ray')
 
 package_data = dict()
 pkg_data = cfg.get('package_data', None)
@@ -48,7 +49,7 @@ setuptools.setup(
     packages = setuptools.find_packages(),
     include_package_data = True,
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements, 'test': test_requirements },
+    extras_require={ 'dev': dev_requirements, 'test': test_requirements, 'ray': ray_requirements },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

@@ -164,7 +164,8 @@ Checkpoint.load, Checkpoint.adopt, Checkpoint.last_saved, Checkpoint.restore, Ch
     _load, _adopt, _last_saved, _restore, _start_over)
 
 # %% ../nbs/05a_checkpoint.ipynb #942fabbd
-RUN_FIELDS = ('device', 'progress', 'checkpoint_dir', 'n_generations', 'data')  # may change when a search resumes
+RUN_FIELDS = ('device', 'progress', 'checkpoint_dir', 'n_generations', 'data',   # may change when a search resumes
+              'gpus_per_candidate', 'cpus_per_candidate', 'ray_address', 'max_retries', 'candidate_timeout')
 FACTS = ('device_type', 'autocast', 'data')  # measured when a search runs; a resume must measure the same
 OLDEST_STRATEGY = {'name': 'ga'}  # what wrote the checkpoints that name no strategy (versions 1 and 2)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 from .config import Config, PRECISIONS, PRESETS, PRESET_ALIASES, preset
 from .genes import AttentionGene, GENE_CLASSES, gene_class_named
-from .evolution import STRATEGIES
+from .evolution import EXECUTORS, STRATEGIES
 
 # %% auto #0
 __all__ = ['SEARCH_FIELDS', 'FIELD_HELP', 'config_from_args', 'leaderboard_text', 'UnwritableFolder', 'check_writable', 'Stopped',
@@ -18,14 +18,19 @@ __all__ = ['SEARCH_FIELDS', 'FIELD_HELP', 'config_from_args', 'leaderboard_text'
 
 # %% ../nbs/08_cli.ipynb #f80ba578
 SEARCH_FIELDS = ('population_size', 'n_generations', 'elite_size', 'mutation_rate', 'crossover_rate', 'include_baseline',
-                 'checkpoint_dir')  # Config fields only a search reads: not flags of `baseline`
+                 'checkpoint_dir', 'gpus_per_candidate', 'cpus_per_candidate', 'ray_address', 'max_retries',
+                 'candidate_timeout')  # Config fields only a search reads: not flags of `baseline`
 FIELD_HELP = {  # what a flag's help says beyond its default, where the type alone does not tell
     'data': "'wikitext', 'synthetic', or a folder of WikiText files",
     'precision': f"one of {', '.join(PRECISIONS)}", 'device': "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'",
     'train_split': "'train', or 'test' (evaluating on validation: the offline 'wt2-mini' protocol)",
     'eval_split': "'validation', or 'validation_a' (its first half: the second is left for the final)",
     'warmup_steps': 'default: a tenth of --train-steps', 'checkpoint_dir': 'default: OUT/checkpoints',
-    'eval_max_batches': 'default: the whole split (exact)'}
+    'eval_max_batches': 'default: the whole split (exact)',
+    'gpus_per_candidate': 'with --executor ray; default: 1 if the cluster has GPUs, else 0',
+    'cpus_per_candidate': 'with --executor ray', 'max_retries': 'with --executor ray: a dead worker, then the candidate is lost',
+    'ray_address': "with --executor ray: 'auto', 'HOST:6379' or 'ray://HOST:10001'; default: start Ray on this machine",
+    'candidate_timeout': 'with --executor ray: seconds; default: no limit'}
 
 # %% ../nbs/08_cli.ipynb #60d0e727
 def _flag(name: str) -> str: return '--' + name.replace('_', '-')
@@ -46,7 +51,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, search: bool = True  # in
         if isinstance(f.default, bool):
             group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=_field_help(f))
         else:
-            kind = type(f.default) if f.default is not None else int
+            kind = type(f.default) if f.default is not None else {'float': float, 'str': str}.get(f.type.split('|')[0].strip(), int)
             group.add_argument(_flag(f.name), dest=f.name, type=kind, default=None, metavar=kind.__name__.upper(),
                                choices=PRECISIONS if f.name == 'precision' else None, help=_field_help(f))
     group.add_argument('--preset', choices=sorted([*PRESETS, *PRESET_ALIASES]), default='original',
@@ -136,13 +141,16 @@ def evolve(args: argparse.Namespace) -> int:
         sys.stdout.flush()   # a pipe is block-buffered: a closed reader must be noticed now, not at exit
     train_loader, eval_loader = get_dataloaders_for(config)
     evo = Evolution(config, train_loader, eval_loader, gene_class=gene_class_named(args.space), strategy=args.strategy,
-                    resume=not args.fresh, recover=args.recover,
-                    retry=('oom', 'error') if args.retry_failed else (), callback=report)
+                    executor=args.executor, resume=not args.fresh, recover=args.recover,
+                    retry=('oom', 'error', 'timeout') if args.retry_failed else (), callback=report)
     _stop_on_signals()
     evo.prepare()
     if evo.where()['scored']: listed.add(evo.generation)   # a resumed generation's elites were listed by the run before
     print(_banner(evo, config, args.out, args.space), flush=True)
     evo.run()
+    if evo.lost:
+        _say('evolve', f'{len(evo.lost)} candidate(s) lost with their workers ({next(iter(evo.lost.values()))}); the search is saved '
+                       f'in {config.checkpoint_dir}: run the same command to train them'); return 75
     print(leaderboard_text(evo, 10))
     for path in evo.save_results(args.out): print(f'wrote {path}')
     if args.final_seeds: _final(evo, args)
@@ -231,7 +239,10 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument('--out', default='evo_results', help='folder for the results (default: evo_results)')
     ev.add_argument('--fresh', action='store_true', help='start over instead of resuming (the old state is moved aside)')
     ev.add_argument('--recover', action='store_true', help='if the saved state is damaged and its backup good, resume from the backup')
-    ev.add_argument('--retry-failed', action='store_true', help="train again the candidates that failed with 'oom' or 'error'")
+    ev.add_argument('--retry-failed', action='store_true', help="train again the candidates that failed with 'oom', 'error' or 'timeout'")
+    ev.add_argument('--executor', choices=EXECUTORS, default='local',
+                    help="where candidates train: 'local' (this process, one at a time) or 'ray' (in parallel, on Ray: "
+                         "pip install 'evo_attention[ray]')")
     ev.add_argument('--strategy', choices=sorted(STRATEGIES), default='ga',
                     help="how to choose the genes to train: 'ga' (the genetic algorithm), 'random' (the control) or 'hurdles' "
                          "(the genetic algorithm training most candidates part of the way)")

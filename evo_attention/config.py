@@ -52,6 +52,12 @@ class Config:
     checkpoint_dir: str = 'checkpoints'  # where a search writes its state after every candidate
     seed: int = 42                 # seeds the search, the data order and every candidate's weights
     progress: bool = True          # show progress bars
+    # executor: where candidates train (05c_distributed); none of these changes what a search finds
+    gpus_per_candidate: float | None = None  # GPUs a candidate holds on Ray (0.5: two share one); None: 1 if the cluster has GPUs, else 0
+    cpus_per_candidate: float = 1.0  # CPUs a candidate holds on Ray
+    ray_address: str | None = None   # the Ray cluster to join ('auto', 'HOST:6379', 'ray://HOST:10001'); None: start one on this machine
+    max_retries: int = 3             # times Ray trains a candidate again whose worker or node died; after that it is 'lost'
+    candidate_timeout: float | None = None  # seconds a candidate may train on Ray before it is ended as 'timeout'; None: no limit
 
     def __post_init__(self):
         object.__setattr__(self, 'device', str(self.device))    # torch.device -> 'cuda:0'
@@ -61,6 +67,15 @@ class Config:
 # %% ../nbs/01a_config.ipynb #388db51c
 def _check(ok: bool, field: str, message: str):
     if not ok: raise ValueError(f"Config.{field}: {message}")
+
+def _check_executor(self: Config):
+    "The executor fields: resources non-negative, retries a count, a timeout positive or None."
+    _check(self.gpus_per_candidate is None or self.gpus_per_candidate >= 0, 'gpus_per_candidate',
+           f"must be None (1 if the cluster has GPUs) or non-negative, got {self.gpus_per_candidate!r}")
+    _check(self.cpus_per_candidate > 0, 'cpus_per_candidate', f"must be positive, got {self.cpus_per_candidate!r}")
+    _check(isinstance(self.max_retries, int) and self.max_retries >= 0, 'max_retries', f"must be a count (0 or more), got {self.max_retries!r}")
+    _check(self.candidate_timeout is None or self.candidate_timeout > 0, 'candidate_timeout',
+           f"must be None (no limit) or a positive number of seconds, got {self.candidate_timeout!r}")
 
 def _validate(self: Config):
     "Raise a ValueError naming the first field with an invalid value."
@@ -88,6 +103,7 @@ def _validate(self: Config):
     _check(self.eval_split in ('validation', 'validation_a'), 'eval_split', f"must be 'validation' or 'validation_a', got {self.eval_split!r}")
     _check(re.fullmatch(r'auto|cpu|(cuda|mps)(:\d+)?', self.device) is not None, 'device',
            f"{self.device!r} is not a device: valid devices are 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
+    _check_executor(self)
 
 Config.validate = _validate
 

@@ -13,16 +13,16 @@ import pandas as pd
 from tqdm.auto import tqdm
 from .config import Config
 from .genes import AttentionGene, ModernGene, KINDS, search_space_of
-from .outcomes import STATUSES, blames_environment, failure_status
+from .outcomes import LOST, STATUSES, blames_environment, failure_status
 from .files import write_atomic
 from .checkpoint import (Checkpoint, CheckpointError, FACTS, RUN_FIELDS, rng_from_json, rng_state_to_json,
                                       search_differences)
 
 # %% auto #0
-__all__ = ['MAX_TRIES', 'STRATEGIES', 'EVENTS', 'DERIVED', 'RESULT_COLUMNS', 'LEADERBOARD_COLUMNS', 'ToyLandscape',
+__all__ = ['MAX_TRIES', 'STRATEGIES', 'EXECUTORS', 'EVENTS', 'DERIVED', 'RESULT_COLUMNS', 'LEADERBOARD_COLUMNS', 'ToyLandscape',
            'initial_genes', 'breed_child', 'next_genes', 'Individual', 'read_outcome', 'evaluate_gene',
            'train_candidate', 'GeneticAlgorithm', 'RandomSearch', 'Hurdles', 'strategy_named', 'strategy_record',
-           'LocalExecutor', 'Evolution', 'comparable', 'kendall_tau']
+           'LocalExecutor', 'executor_named', 'Evolution', 'comparable', 'kendall_tau']
 
 # %% ../nbs/05_evolution.ipynb #799b85f7
 class ToyLandscape:
@@ -319,6 +319,23 @@ class LocalExecutor:
 
     def cancel(self): self.queue.clear()
 
+# %% ../nbs/05_evolution.ipynb #17f4a12e
+EXECUTORS = ('local', 'ray')  # the executors a search can be asked for by name
+
+def executor_named(executor,        # None, a name in EXECUTORS, or an executor object
+                   config: Config): # what a Ray executor reads: resources, address, retries, timeout
+    "The executor object for `executor`; one line names the valid choices."
+    if executor is None or executor == 'local': return LocalExecutor()
+    if executor == 'ray':
+        try: from evo_attention.distributed import RayExecutor
+        except ModuleNotFoundError as e:
+            raise ImportError(f"executor='ray' needs Ray ({e}): pip install 'evo_attention[ray]'") from None
+        return RayExecutor(config)
+    if isinstance(executor, str): raise ValueError(f"Unknown executor {executor!r}: valid executors are {list(EXECUTORS)}")
+    missing = [a for a in ('submit', 'next_result', 'pending', 'cancel', 'slots') if not hasattr(executor, a)]
+    if missing: raise TypeError(f"{type(executor).__name__} is not an executor: it has no {', '.join(missing)}")
+    return executor
+
 # %% ../nbs/05_evolution.ipynb #be29958b
 def _training_setup(config: Config, train_loader, eval_loader, gene_class: type) -> tuple:
     "(evaluate_fn, facts) of a search that trains its candidates: `train_candidate` on the loaders, and what it measured."
@@ -344,7 +361,7 @@ def _check_partial(evaluate_fn: Callable, strategy):
     if not takes: raise ValueError(f"The strategy {strategy.name!r} trains candidates part of the way: evaluate_fn must accept "
                                    "pause_at, resume_from and save_to (as train_candidate and ToyLandscape do)")
 
-EVENTS = ('start', 'candidate', 'generation', 'done')  # what `callback(event, evolution)` is told, in this order
+EVENTS = ('start', 'candidate', 'generation', 'done', 'lost')  # what `callback(event, evolution)` is told ('lost': a worker died)
 
 class Evolution:
     "A search over attention genes, run by a strategy and an executor, that saves its whole state after every candidate."
@@ -354,7 +371,7 @@ class Evolution:
                  *, evaluate_fn: Callable | None = None,  # evaluate_fn(gene, config) -> result; None: `train_candidate`
                  gene_class: type = AttentionGene,  # the search space
                  strategy='ga',                     # which genes to score next: a name in STRATEGIES, or a strategy object
-                 executor=None,                     # where candidates are evaluated; None: a LocalExecutor
+                 executor=None,                     # where candidates are evaluated: None or 'local', 'ray', or an executor
                  resume: bool = True,               # continue the search saved in config.checkpoint_dir
                  recover: bool = False,             # if the checkpoint is damaged and its backup good, resume from the backup
                  retry: tuple = (),                 # failure statuses (e.g. ('oom', 'error')) to train again on resume
@@ -365,7 +382,7 @@ class Evolution:
         if bad: raise ValueError(f'retry takes failure statuses {list(STATUSES[1:])}, got {bad}')
         self.config, self.train_loader, self.eval_loader, self.evaluate_fn = config, train_loader, eval_loader, evaluate_fn
         self.gene_class, self.resume, self.recover, self.retry, self.callback = gene_class, resume, recover, tuple(retry), callback
-        self.strategy, self.executor = strategy_named(strategy), executor or LocalExecutor()
+        self.strategy, self.executor = strategy_named(strategy), executor_named(executor, config)
         if hasattr(self.strategy, 'first_steps'): _check_partial(evaluate_fn, self.strategy)
         self.checkpoint = Checkpoint(config.checkpoint_dir)  # the search's files: its state, the backup, the lock
         self.rng = random.Random(config.seed)  # the search's only source of randomness, saved in every checkpoint
@@ -374,6 +391,7 @@ class Evolution:
         self.resumed, self.started_from = False, None  # whether run() resumed a saved search, and from where
         self.targets, self.trainings = {}, []  # steps wanted per cache key (partial trainings only); every training run, in order
         self._started, self._retries, self._submitted = False, [], {}
+        self.arrived, self.lost = {}, {}  # results come ahead of their turn, kept until it; the keys lost with their worker this run
 
     @property
     def autocast(self) -> str | None: return self.facts.get('autocast')  # the training dtype, e.g. 'torch.float16
@@ -404,7 +422,8 @@ def _state_dict(self) -> dict:
                 cache=[i.to_dict() for i in self.cache.values()], records=[list(r) for r in self.records],
                 history=[dict(h) for h in self.history], rng=rng_state_to_json(self.rng), retried=list(self.retried),
                 strategy=strategy_record(self.strategy), targets=dict(self.targets), trainings=[dict(t) for t in self.trainings],
-                **{name: self.facts.get(name) for name in FACTS})
+                **{name: self.facts.get(name) for name in FACTS},
+                **{name: dict(getattr(self, name)) for name in ('arrived', 'lost') if getattr(self, name)})  # only a parallel executor's
 
 def _load_state_dict(self, state: dict):
     "Restore the search from `state_dict`'s output."
@@ -416,6 +435,7 @@ def _load_state_dict(self, state: dict):
     self.rng = rng_from_json(state['rng'])
     self.retried = list(state.get('retried', []))
     self.targets, self.trainings = dict(state.get('targets', {})), [dict(t) for t in state.get('trainings', [])]
+    self.arrived, self.lost = dict(state.get('arrived', {})), dict(state.get('lost', {}))
     for name in FACTS:  # what the saved search measured stays its record (an older checkpoint: what is measured now)
         if state.get(name) is not None or name not in self.facts: self.facts[name] = state.get(name)
 
@@ -452,6 +472,7 @@ def _start(self):
         self.members = [Individual(g, generation=0) for g in genes]
         self._aim(genes)
         self.save()
+    self.lost = {}  # a candidate lost by an earlier run is trained again by this one
     self.started_from = self.where()
     self._queue_retries()
     self._started = True
@@ -508,7 +529,7 @@ def _submit(self, todo: list):
     for i in todo:
         key = self._cache_key(self.members[i].gene)
         if len(waiting) >= self.executor.slots: break
-        if self._enough(key) or key in waiting: continue
+        if self._enough(key) or key in waiting or key in self.arrived or key in self.lost: continue
         self.executor.submit(key, self._job(key, self.members[i].gene))
         waiting.add(key)
 
@@ -522,14 +543,21 @@ def _file(self, key: str, result: Individual):
     self.cache[key] = result
     if result.status != 'ok' or steps >= self.config.train_steps: self._partial_path(key).unlink(missing_ok=True)
 
-def _score_next(self):
-    "Bring the first member that needs it to its target: from the cache if it holds enough, else with the first result the executor returns."
+def _score_next(self) -> bool:
+    "Bring the first member that needs it to its target (from the cache, or a result); keep a later one's result until its turn."
     todo = [i for i in range(len(self.members)) if self._needs_work(i)]
-    if self._enough(self._cache_key(self.members[todo[0]].gene)): return self._record(todo[0], 'cached')
+    first = self._cache_key(self.members[todo[0]].gene)
+    if self._enough(first): self._record(todo[0], 'cached'); return True
+    if first in self.arrived: return self._take(todo[0], first)
     self._submit(todo)
+    if not self.executor.pending: return False  # all that is left waits on a lost candidate: the next run trains it
     key, result = self.executor.next_result()
-    self._file(key, result)
-    self._record(next(i for i in todo if self._cache_key(self.members[i].gene) == key), 'trained')
+    if result.status == LOST: self._lose(key, result)
+    elif key == first: self._file(key, result); self._record(todo[0], 'trained')
+    else:  # ahead of its turn: kept, and saved, so that the order of arrival changes nothing
+        start, tokens = self._submitted.pop(key, (0, None))
+        self.arrived[key] = dict(result=result.to_dict(), start=start, tokens=tokens); self.save()
+    return True
 
 Evolution._job, Evolution._submit, Evolution._file, Evolution._score_next = _job, _submit, _file, _score_next
 
@@ -542,7 +570,21 @@ def _record(self, i: int, source: str):
     if pending: self.records.append((self.generation, source, str(gene)))
     self.save(); self._notify('candidate')
 
-Evolution._record = _record
+def _take(self, i: int, key: str) -> bool:
+    "File the result kept for `key` now that its member `i` is the first to score."
+    kept = self.arrived.pop(key)
+    self._submitted[key] = (kept['start'], kept['tokens'])
+    self._file(key, Individual.from_dict(kept['result'], self.gene_class))
+    self._record(i, 'trained')
+    return True
+
+def _lose(self, key: str, result: Individual):
+    "Note a training lost with its worker: not a result (never cached); the next run trains it again."
+    self._submitted.pop(key, None)
+    self.lost[key] = result.error
+    self.save(); self._notify('lost')
+
+Evolution._record, Evolution._take, Evolution._lose = _record, _take, _lose
 
 # %% ../nbs/05_evolution.ipynb #45e1e9d7
 def _generation_summary(self, generation: int) -> dict:
@@ -606,6 +648,7 @@ def _retry_one(self):
     old = self.cache[key]
     self.executor.submit(key, partial(evaluate_gene, self.evaluate_fn, old.gene, self.config, old.generation))
     _, new = self.executor.next_result()
+    if new.status == LOST: self._retries.pop(0); return self._lose(key, new)  # the old result stays; the next run retries it
     self._file(key, new)
     self.members = [replace(new, gene=m.gene, trained_as=m.trained_as) if m.status != 'pending' and self._cache_key(m.gene) == key else m
                     for m in self.members]
@@ -619,7 +662,7 @@ Evolution._queue_retries, Evolution._retry_one = _queue_retries, _retry_one
 def _advance(self) -> bool:
     "The next unit of work: retrain a failure, score a member, close a generation or draw the next; False when done."
     if self._retries: self._retry_one()
-    elif any(self._needs_work(i) for i in range(len(self.members))): self._score_next()
+    elif any(self._needs_work(i) for i in range(len(self.members))): return self._score_next()
     elif len(self.history) <= self.generation:
         if not self._promote(): self._close_generation()
     elif self.generation + 1 < self.config.n_generations: self._draw_generation()
@@ -660,6 +703,7 @@ def _run(self) -> Evolution:
     bar = None
     try:
         self._begin()   # starts (or resumes) the search, and holds its folder
+        self.lost = {}  # what an earlier run of this object lost is trained now
         bar = tqdm(total=self.config.population_size * self.config.n_generations, initial=len(self.records),
                    desc='evolution', unit='candidate', disable=not self.config.progress)
         self._notify('start')
@@ -678,11 +722,11 @@ def _run(self) -> Evolution:
     return self
 
 def _where(self) -> dict:
-    "How far the search is: generation, members scored in it, and whether the search is complete."
+    "How far the search is: generation, members scored in it, whether the search is complete, candidates lost this run."
     scored = sum(m.status != 'pending' for m in self.members)
     complete = scored == len(self.members) and len(self.history) > self.generation and self.generation + 1 >= self.config.n_generations
     return dict(generation=self.generation, scored=scored, population=len(self.members), complete=complete,
-                generations=len(self.history))
+                generations=len(self.history), lost=len(self.lost))
 
 Evolution.run, Evolution.where = _run, _where
 

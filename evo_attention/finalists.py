@@ -14,6 +14,7 @@ from .config import Config
 from .checkpoint import Checkpoint, CheckpointError
 from .files import write_atomic
 from .evolution import Evolution, Individual, LocalExecutor, evaluate_gene, train_candidate, _baseline_of
+from .outcomes import LOST
 from .genes import KINDS
 
 # %% auto #0
@@ -156,7 +157,10 @@ def _run(self, callback: Callable | None = None  # callback(key, Individual) aft
             if key in self.results: continue
             seeded = replace(config, seed=final_seed(config.seed, i))
             self.executor.submit(key, partial(evaluate_gene, self.evaluate_fn, gene, seeded, self.evolution.generation))
-            _, self.results[key] = self.executor.next_result()
+            _, result = self.executor.next_result()
+            if result.status == LOST:  # its worker died (a parallel executor): not a result; the final stops, saved
+                raise ConnectionError(f'the training of {key} was lost with its worker ({result.error}): run the final again to train it')
+            self.results[key] = result
             self.checkpoint.save(self.state_dict())
             if callback is not None: callback(key, self.results[key])
     except BaseException:

@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 # %% auto #0
-__all__ = ['STATUSES', 'FAILED', 'is_out_of_memory', 'is_fatal_device_error', 'blames_environment', 'failure_status']
+__all__ = ['STATUSES', 'FAILED', 'LOST', 'is_out_of_memory', 'is_fatal_device_error', 'blames_environment', 'failure_status']
 
 # %% ../nbs/03b_outcomes.ipynb #7d3e33e3
-STATUSES = ('ok', 'diverged', 'oom', 'error')  # how training a candidate ended; only 'ok' has a finite perplexity
-FAILED = STATUSES[1:]                          # the statuses of a failed candidate
+STATUSES = ('ok', 'diverged', 'oom', 'error', 'timeout')  # how training a candidate ended; only 'ok' has a finite perplexity
+FAILED = STATUSES[1:]  # the statuses of a failed candidate
+LOST = 'lost'          # a candidate whose worker died under it: no result, never cached, trained again on the next run
 
 # %% ../nbs/03b_outcomes.ipynb #c9c9333a
 def is_out_of_memory(e: BaseException) -> bool:
