@@ -80,12 +80,14 @@ def _elite_lines(evolution, generation: int) -> list:
 
 def leaderboard_text(evolution, k: int = 10  # rows
                     ) -> str:
-    "The `k` best genes as a table of at most 100 columns."
-    lines = [f"{'rank':>4}  {'gene':44s} {'perplexity':>10}  {'status':8s} {'gen':>3} {'params':>10} {'seconds':>8}"]
-    for r in evolution.leaderboard(k).itertuples():
+    "The `k` best genes as a table, each name whole: at most 100 columns for the original space's, wider for longer names."
+    board = evolution.leaderboard(k)
+    width = max([44, *map(len, board.gene)])
+    lines = [f"{'rank':>4}  {'gene':{width}s} {'perplexity':>10}  {'status':8s} {'gen':>3} {'params':>10} {'seconds':>8}"]
+    for r in board.itertuples():
         ppl = f'{r.perplexity:10.2f}' if math.isfinite(r.perplexity) else f"{'-':>10}"
         params = f'{int(r.n_params):10,d}' if r.n_params == r.n_params and r.n_params is not None else f"{'':>10}"
-        lines.append(f'{r.rank:4d}  {r.gene[:44]:44s} {ppl}  {r.status:8s} {r.generation:3d} {params} {r.seconds:8.1f}')
+        lines.append(f'{r.rank:4d}  {r.gene:{width}s} {ppl}  {r.status:8s} {r.generation:3d} {params} {r.seconds:8.1f}')
     return '\n'.join(lines)
 
 class UnwritableFolder(OSError):
@@ -173,12 +175,14 @@ def _final(evo, args: argparse.Namespace):
     for path in final.save_results(args.out): print(f'wrote {path}')
 
 def final_text(final) -> str:
-    "The final's table in at most 100 columns: mean and 95% interval per gene, and the paired difference to vanilla."
-    lines = [f"{'gene':40s} {'mean':>7} {'95% CI':>15}  {'vs vanilla':>10} {'95% CI':>17}"]
+    "The final's table, each name whole: mean and 95% interval per gene, and the paired difference to vanilla (100 columns for original genes)."
+    table = final.table()
+    width = max([40, *map(len, table.gene)])
+    lines = [f"{'gene':{width}s} {'mean':>7} {'95% CI':>15}  {'vs vanilla':>10} {'95% CI':>17}"]
     interval = lambda low, high: f'{low:7.2f} to {high:<7.2f}' if math.isfinite(low) else f"{'':>18}"
-    for r in final.table().itertuples():
+    for r in table.itertuples():
         diff = f'{r.vs_vanilla:+10.2f} {r.vs_vanilla_low:+8.2f} to {r.vs_vanilla_high:+.2f}' if math.isfinite(r.vs_vanilla_low) else ''
-        lines.append(f"{r.gene[:40]:40s} {r.mean:7.2f} {interval(r.low, r.high)} {diff}")
+        lines.append(f"{r.gene:{width}s} {r.mean:7.2f} {interval(r.low, r.high)} {diff}")
     return '\n'.join(lines)
 
 # %% ../nbs/08_cli.ipynb #13552ada
