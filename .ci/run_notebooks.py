@@ -115,9 +115,8 @@ def main(argv=None):
     print(f'colab-stack: {len(paths)} notebooks, {args.workers} at a time, skipping cells flagged eval: false or {" ".join(flags)}',
           flush=True)
     with ProcessPoolExecutor(args.workers) as pool:
-        # Later notebooks run whole searches and take longest: started first, they do not leave one worker alone at the end.
-        futures = dict(reversed([(p, pool.submit(run_one, str(p), flags, args.timeout)) for p in reversed(paths)]))
-        for future in futures.values():
+        futures = [pool.submit(run_one, str(p), flags, args.timeout) for p in paths]
+        for future in futures:
             r = future.result()
             name, took = r['name'], f"{r['seconds']:.1f}s"
             if 'error' not in r:
